@@ -1,0 +1,172 @@
+#include "controlplane/service/directory_server.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "controlplane/raft/local_consensus.h"
+#include "controlplane/service/directory_service.h"
+#include "controlplane/service/lease_expirer.h"
+#include "controlplane/service/lease_keeper.h"
+#include "controlplane/service/watch_hub.h"
+#include "controlplane/store/sqlite_store.h"
+
+namespace zmesh::service {
+namespace {
+
+// An exclusive flock on DATA_DIR/LOCK, held for the server's life.
+class DataDirLock {
+ public:
+  static absl::StatusOr<std::unique_ptr<DataDirLock>> Acquire(const std::string& dir) {
+    const std::string path = dir + "/LOCK";
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+      return absl::PermissionDeniedError(absl::StrCat("opening ", path, ": ", strerror(errno)));
+    }
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      ::close(fd);
+      return absl::FailedPreconditionError(
+          absl::StrCat("data dir ", dir, " is in use by another zmesh-directory"));
+    }
+    return std::unique_ptr<DataDirLock>(new DataDirLock(fd));
+  }
+  DataDirLock(const DataDirLock&) = delete;
+  DataDirLock& operator=(const DataDirLock&) = delete;
+  ~DataDirLock() { ::close(fd_); }
+
+ private:
+  explicit DataDirLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+}  // namespace
+
+struct DirectoryServer::Impl {
+  DirectoryServerOptions options;
+  std::unique_ptr<DataDirLock> lock;
+  std::unique_ptr<store::SqliteStore> store;
+  std::unique_ptr<raft::LocalConsensus> consensus;
+  std::unique_ptr<LeaseKeeper> keeper;
+  std::unique_ptr<WatchHub> hub;
+  std::unique_ptr<LeaseExpirer> expirer;
+  std::unique_ptr<ServiceContext> context;
+  std::unique_ptr<DirectoryService> directory_service;
+  std::unique_ptr<LeaseService> lease_service;
+  std::unique_ptr<ClusterService> cluster_service;
+  std::unique_ptr<grpc::Server> server;
+  std::string address;
+  absl::Mutex mu;
+  bool shut_down ABSL_GUARDED_BY(mu) = false;
+};
+
+absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
+    DirectoryServerOptions options) {
+  auto impl = std::make_unique<Impl>();
+  if (options.data_dir.empty()) return absl::InvalidArgumentError("data dir must be given");
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("creating data dir ", options.data_dir, ": ", ec.message()));
+  }
+  absl::StatusOr<std::unique_ptr<DataDirLock>> lock = DataDirLock::Acquire(options.data_dir);
+  if (!lock.ok()) return lock.status();
+  impl->lock = *std::move(lock);
+
+  store::SqliteStoreOptions store_options;
+  store_options.path = options.data_dir + "/directory.db";
+  store_options.history_revisions = options.history_revisions;
+  absl::StatusOr<std::unique_ptr<store::SqliteStore>> store =
+      store::SqliteStore::Open(store_options);
+  if (!store.ok()) return store.status();
+  impl->store = *std::move(store);
+  ZLOG_INFO("opened %s at revision %d (applied index %d)", store_options.path,
+            impl->store->revision(), impl->store->applied_index());
+
+  impl->consensus = std::make_unique<raft::LocalConsensus>(
+      *impl->store, raft::LocalConsensusOptions{options.id, 256});
+  impl->keeper = std::make_unique<LeaseKeeper>(SystemClock::Get());
+  impl->hub = std::make_unique<WatchHub>(*impl->store);
+  impl->expirer = std::make_unique<LeaseExpirer>(*impl->keeper, *impl->consensus, *impl->store);
+  impl->consensus->AddObserver(impl->hub.get());
+  impl->consensus->AddObserver(impl->expirer.get());
+  if (absl::Status st = impl->consensus->Start(); !st.ok()) return st;
+  if (absl::Status st = impl->expirer->Start(); !st.ok()) return st;
+
+  // An aggregate with reference members: std::make_unique cannot brace-initialize it.
+  // NOLINTNEXTLINE(modernize-make-unique)
+  impl->context = std::unique_ptr<ServiceContext>(new ServiceContext{
+      *impl->store, *impl->consensus, *impl->keeper, *impl->hub, "", options.max_watch_backlog});
+  impl->directory_service = std::make_unique<DirectoryService>(*impl->context);
+  impl->lease_service = std::make_unique<LeaseService>(*impl->context);
+  impl->cluster_service = std::make_unique<ClusterService>(*impl->context);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(impl->directory_service.get());
+  builder.RegisterService(impl->lease_service.get());
+  builder.RegisterService(impl->cluster_service.get());
+  builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  // Detect dead clients (and their abandoned streams) without waiting for TCP timeouts.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  impl->server = builder.BuildAndStart();
+  if (impl->server == nullptr || port == 0) {
+    impl->expirer->Stop();
+    impl->consensus->Stop();
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
+  }
+  std::string host = options.listen.substr(0, options.listen.rfind(':'));
+  impl->address = absl::StrCat(host, ":", port);
+  impl->context->grpc_address = impl->address;
+  grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService();
+  if (health != nullptr) {
+    health->SetServingStatus(true);
+  }
+  impl->options = std::move(options);
+  ZLOG_INFO("serving on %s", impl->address);
+  return std::unique_ptr<DirectoryServer>(new DirectoryServer(std::move(impl)));
+}
+
+DirectoryServer::DirectoryServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+DirectoryServer::~DirectoryServer() { Shutdown(); }
+
+const std::string& DirectoryServer::address() const { return impl_->address; }
+
+void DirectoryServer::Shutdown() {
+  {
+    absl::MutexLock lock(&impl_->mu);
+    if (impl_->shut_down) return;
+    impl_->shut_down = true;
+  }
+  ZLOG_INFO("shutting down");
+  if (grpc::HealthCheckServiceInterface* health = impl_->server->GetHealthCheckService()) {
+    health->SetServingStatus(false);
+  }
+  // Streams (watch, keepalive) never end by themselves: the deadline cancels them.
+  impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  impl_->server->Wait();
+  impl_->expirer->Stop();
+  impl_->consensus->Stop();
+  ZLOG_INFO("stopped at revision %d", impl_->store->revision());
+}
+
+}  // namespace zmesh::service

@@ -1,0 +1,432 @@
+#include "controlplane/service/directory_service.h"
+
+#include <deque>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "controlplane/service/status_conversion.h"
+#include "controlplane/service/validation.h"
+
+namespace zmesh::service {
+namespace {
+
+namespace dir = ::zmesh::directory::v1;
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                    const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+// Proposes `command`; when it is applied, `fill(result)` writes the response and the RPC
+// finishes. A rejected command finishes with the rejection.
+template <typename Fill>
+grpc::ServerUnaryReactor* ProposeAndFinish(grpc::CallbackServerContext* context,
+                                           raft::Consensus& consensus, state::v1::Command&& command,
+                                           Fill fill) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  consensus.Propose(std::move(command),
+                    [reactor, fill = std::move(fill)](
+                        const absl::StatusOr<store::CommandResult>& result) mutable {
+                      if (!result.ok()) {
+                        reactor->Finish(ToGrpcStatus(result.status()));
+                      } else if (!result->status.ok()) {
+                        reactor->Finish(ToGrpcStatus(result->status));
+                      } else {
+                        fill(*result);
+                        reactor->Finish(grpc::Status::OK);
+                      }
+                    });
+  return reactor;
+}
+
+// Serves a read. With a single replica every acknowledged write is already applied, so both
+// consistency modes read the local store; replication adds a barrier for linearizable reads.
+template <typename Read>
+grpc::ServerUnaryReactor* ServeRead(grpc::CallbackServerContext* context,
+                                    const dir::ReadOptions& /*options*/, Read read) {
+  return FinishNow(context, read());
+}
+
+// Copies a StatusOr's value into *out, or returns its status.
+template <typename T>
+absl::Status Assign(absl::StatusOr<T> value, T* out) {
+  if (!value.ok()) return value.status();
+  *out = *std::move(value);
+  return absl::OkStatus();
+}
+
+// Streams a watch to one client. Deleted by gRPC's OnDone. Lock order: the hub's lock, then
+// mu_ (Deliver is called under the hub's lock); the hub is never called with mu_ held.
+class WatchReactor final : public grpc::ServerWriteReactor<dir::WatchResponse>, public WatchSink {
+ public:
+  WatchReactor(ServiceContext& ctx, const dir::WatchRequest& request) : ctx_(ctx) {
+    if (absl::Status st = Validate(request); !st.ok()) {
+      FinishOnce(ToGrpcStatus(st));
+      return;
+    }
+    absl::StatusOr<uint64_t> id = ctx_.hub.Subscribe(request, this);
+    if (!id.ok()) {
+      FinishOnce(ToGrpcStatus(id.status()));
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    subscription_ = *id;
+  }
+
+  void Deliver(dir::WatchResponse response) override {
+    absl::MutexLock lock(&mu_);
+    if (finishing_) return;
+    if (queue_.size() >= ctx_.max_watch_backlog) {
+      queue_.clear();
+      finishing_ = true;
+      pending_finish_ = grpc::Status(
+          grpc::StatusCode::RESOURCE_EXHAUSTED,
+          absl::StrCat("watch fell behind by more than ", ctx_.max_watch_backlog,
+                       " messages; resume with start_revision = last revision received + 1"));
+      if (!writing_) FinishLocked();
+      return;
+    }
+    queue_.push_back(std::move(response));
+    if (!writing_) WriteNextLocked();
+  }
+
+  void OnWriteDone(bool ok) override {
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    queue_.pop_front();
+    if (!ok) {  // the client went away
+      finishing_ = true;
+      pending_finish_ = grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
+    }
+    if (finishing_) {
+      FinishLocked();
+      return;
+    }
+    if (!queue_.empty()) WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    if (!pending_finish_) {
+      pending_finish_ = grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled");
+    }
+    finishing_ = true;
+    if (!writing_) FinishLocked();
+  }
+
+  void OnDone() override {
+    uint64_t subscription;
+    {
+      absl::MutexLock lock(&mu_);
+      subscription = subscription_;
+    }
+    if (subscription != 0) ctx_.hub.Unsubscribe(subscription);  // no Deliver after this
+    delete this;
+  }
+
+ private:
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    writing_ = true;
+    StartWrite(&queue_.front());
+  }
+  void FinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finished_ || !pending_finish_) return;
+    finished_ = true;
+    Finish(*pending_finish_);
+  }
+  void FinishOnce(grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    finishing_ = true;
+    pending_finish_ = std::move(status);
+    FinishLocked();
+  }
+
+  ServiceContext& ctx_;
+  absl::Mutex mu_;
+  uint64_t subscription_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<dir::WatchResponse> queue_ ABSL_GUARDED_BY(mu_);  // front is being written
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);
+};
+
+// Renews leases, one response per request, in order. Deleted by gRPC's OnDone.
+class KeepAliveReactor final
+    : public grpc::ServerBidiReactor<dir::KeepAliveRequest, dir::KeepAliveResponse> {
+ public:
+  explicit KeepAliveReactor(LeaseKeeper& keeper) : keeper_(keeper) { StartRead(&request_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client closed its side (or went away)
+      Finish(grpc::Status::OK);
+      return;
+    }
+    response_.Clear();
+    response_.set_id(request_.id());
+    absl::Status valid = ValidateLeaseId("id", request_.id());
+    absl::StatusOr<int64_t> ttl = valid.ok() ? keeper_.Renew(request_.id()) : valid;
+    if (ttl.ok()) {
+      response_.set_ttl_ms(*ttl);
+    } else {
+      response_.set_error(std::string(ttl.status().message()));
+    }
+    StartWrite(&response_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "keepalive stream broken"));
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  LeaseKeeper& keeper_;
+  dir::KeepAliveRequest request_;
+  dir::KeepAliveResponse response_;
+};
+
+dir::Role ToProtoRole(raft::Role role) {
+  switch (role) {
+    case raft::Role::kLeader:
+      return dir::ROLE_LEADER;
+    case raft::Role::kFollower:
+      return dir::ROLE_FOLLOWER;
+    case raft::Role::kCandidate:
+      return dir::ROLE_CANDIDATE;
+    case raft::Role::kUnavailable:
+      return dir::ROLE_UNAVAILABLE;
+  }
+  return dir::ROLE_UNSPECIFIED;
+}
+
+}  // namespace
+
+// ---- Directory ----
+
+grpc::ServerUnaryReactor* DirectoryService::RegisterNode(grpc::CallbackServerContext* context,
+                                                         const dir::RegisterNodeRequest* request,
+                                                         dir::RegisterNodeResponse* response) {
+  if (absl::Status st = Validate(*request); !st.ok()) return FinishNow(context, st);
+  state::v1::Command command;
+  *command.mutable_put_node()->mutable_node() = request->node();
+  command.mutable_put_node()->set_lease_id(request->lease_id());
+  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+                          [response](const store::CommandResult& result) {
+                            *response->mutable_node() = result.node;
+                            response->set_revision(result.revision);
+                          });
+}
+
+grpc::ServerUnaryReactor* DirectoryService::DrainNode(grpc::CallbackServerContext* context,
+                                                      const dir::DrainNodeRequest* request,
+                                                      dir::DrainNodeResponse* response) {
+  if (absl::Status st = ValidateName("name", request->name()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  state::v1::Command command;
+  command.mutable_set_draining()->set_name(request->name());
+  command.mutable_set_draining()->set_draining(request->draining());
+  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+                          [response](const store::CommandResult& result) {
+                            *response->mutable_node() = result.node;
+                            response->set_revision(result.revision);
+                          });
+}
+
+grpc::ServerUnaryReactor* DirectoryService::RemoveNode(grpc::CallbackServerContext* context,
+                                                       const dir::RemoveNodeRequest* request,
+                                                       dir::RemoveNodeResponse* response) {
+  if (absl::Status st = ValidateName("name", request->name()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  state::v1::Command command;
+  command.mutable_remove_node()->set_name(request->name());
+  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+                          [response](const store::CommandResult& result) {
+                            response->set_revision(result.revision);
+                            response->set_registrations_removed(result.registrations_deleted);
+                          });
+}
+
+grpc::ServerUnaryReactor* DirectoryService::GetNode(grpc::CallbackServerContext* context,
+                                                    const dir::GetNodeRequest* request,
+                                                    dir::GetNodeResponse* response) {
+  if (absl::Status st = ValidateName("name", request->name()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  return ServeRead(context, request->read(),
+                   [&] { return Assign(ctx_.store.GetNode(request->name()), response); });
+}
+
+grpc::ServerUnaryReactor* DirectoryService::ListNodes(grpc::CallbackServerContext* context,
+                                                      const dir::ListNodesRequest* request,
+                                                      dir::ListNodesResponse* response) {
+  return ServeRead(context, request->read(),
+                   [&] { return Assign(ctx_.store.ListNodes(), response); });
+}
+
+grpc::ServerUnaryReactor* DirectoryService::Register(grpc::CallbackServerContext* context,
+                                                     const dir::RegisterRequest* request,
+                                                     dir::RegisterResponse* response) {
+  if (absl::Status st = ValidateRegistration("registration", request->registration()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  state::v1::Command command;
+  *command.mutable_put_registration()->mutable_registration() = request->registration();
+  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+                          [response](const store::CommandResult& result) {
+                            *response->mutable_registration() = result.registration;
+                            response->set_revision(result.revision);
+                            response->set_created(result.created);
+                          });
+}
+
+grpc::ServerUnaryReactor* DirectoryService::Unregister(grpc::CallbackServerContext* context,
+                                                       const dir::UnregisterRequest* request,
+                                                       dir::UnregisterResponse* response) {
+  if (absl::Status st = ValidateRegistration("registration", request->registration()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  state::v1::Command command;
+  *command.mutable_delete_registration()->mutable_registration() = request->registration();
+  return ProposeAndFinish(
+      context, ctx_.consensus, std::move(command),
+      [response](const store::CommandResult& result) { response->set_revision(result.revision); });
+}
+
+grpc::ServerUnaryReactor* DirectoryService::Lookup(grpc::CallbackServerContext* context,
+                                                   const dir::LookupRequest* request,
+                                                   dir::LookupResponse* response) {
+  if (absl::Status st = Validate(*request); !st.ok()) return FinishNow(context, st);
+  return ServeRead(context, request->read(),
+                   [&] { return Assign(ctx_.store.Lookup(*request), response); });
+}
+
+grpc::ServerUnaryReactor* DirectoryService::ListTopics(grpc::CallbackServerContext* context,
+                                                       const dir::ListTopicsRequest* request,
+                                                       dir::ListTopicsResponse* response) {
+  if (absl::Status st = Validate(*request); !st.ok()) return FinishNow(context, st);
+  dir::ListTopicsRequest paged = *request;
+  if (paged.page_size() == 0) paged.set_page_size(kDefaultPageSize);
+  return ServeRead(context, request->read(),
+                   [&] { return Assign(ctx_.store.ListTopics(paged), response); });
+}
+
+grpc::ServerWriteReactor<dir::WatchResponse>* DirectoryService::Watch(
+    grpc::CallbackServerContext* /*context*/, const dir::WatchRequest* request) {
+  return new WatchReactor(ctx_, *request);
+}
+
+// ---- Leases ----
+
+grpc::ServerUnaryReactor* LeaseService::Grant(grpc::CallbackServerContext* context,
+                                              const dir::GrantRequest* request,
+                                              dir::GrantResponse* response) {
+  if (absl::Status st = ValidateTtl("ttl_ms", request->ttl_ms()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  state::v1::Command command;
+  command.mutable_grant_lease()->set_ttl_ms(request->ttl_ms());
+  const int64_t ttl_ms = request->ttl_ms();
+  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+                          [response, ttl_ms](const store::CommandResult& result) {
+                            response->set_id(result.lease_id);
+                            response->set_ttl_ms(ttl_ms);
+                            response->set_revision(result.revision);
+                          });
+}
+
+grpc::ServerUnaryReactor* LeaseService::Revoke(grpc::CallbackServerContext* context,
+                                               const dir::RevokeRequest* request,
+                                               dir::RevokeResponse* response) {
+  if (absl::Status st = ValidateLeaseId("id", request->id()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  state::v1::Command command;
+  command.mutable_revoke_lease()->set_id(request->id());
+  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+                          [response](const store::CommandResult& result) {
+                            response->set_revision(result.revision);
+                            for (const std::string& node : result.nodes_deleted) {
+                              response->add_nodes_deleted(node);
+                            }
+                          });
+}
+
+grpc::ServerBidiReactor<dir::KeepAliveRequest, dir::KeepAliveResponse>* LeaseService::KeepAlive(
+    grpc::CallbackServerContext* /*context*/) {
+  return new KeepAliveReactor(ctx_.keeper);
+}
+
+grpc::ServerUnaryReactor* LeaseService::TimeToLive(grpc::CallbackServerContext* context,
+                                                   const dir::TimeToLiveRequest* request,
+                                                   dir::TimeToLiveResponse* response) {
+  if (absl::Status st = ValidateLeaseId("id", request->id()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  return ServeRead(context, request->read(), [&]() -> absl::Status {
+    absl::StatusOr<dir::Lease> lease = ctx_.store.GetLease(request->id());
+    if (!lease.ok()) return lease.status();
+    lease->set_remaining_ms(ctx_.keeper.RemainingMs(lease->id()).value_or(-1));
+    *response->mutable_lease() = *std::move(lease);
+    response->set_revision(ctx_.store.revision());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* LeaseService::ListLeases(grpc::CallbackServerContext* context,
+                                                   const dir::ListLeasesRequest* request,
+                                                   dir::ListLeasesResponse* response) {
+  return ServeRead(context, request->read(), [&]() -> absl::Status {
+    if (absl::Status st = Assign(ctx_.store.ListLeases(), response); !st.ok()) return st;
+    for (dir::Lease& lease : *response->mutable_leases()) {
+      lease.set_remaining_ms(ctx_.keeper.RemainingMs(lease.id()).value_or(-1));
+    }
+    return absl::OkStatus();
+  });
+}
+
+// ---- Cluster ----
+
+grpc::ServerUnaryReactor* ClusterService::Status(grpc::CallbackServerContext* context,
+                                                 const dir::StatusRequest* /*request*/,
+                                                 dir::StatusResponse* response) {
+  raft::ConsensusStatus consensus = ctx_.consensus.status();
+  absl::StatusOr<store::StoreStats> stats = ctx_.store.Stats();
+  if (!stats.ok()) return FinishNow(context, stats.status());
+  response->set_id(consensus.id);
+  response->set_role(ToProtoRole(consensus.role));
+  response->set_term(consensus.term);
+  response->set_leader_id(consensus.leader_id);
+  response->set_commit_index(consensus.commit_index);
+  response->set_applied_index(consensus.applied_index);
+  response->set_revision(stats->revision);
+  response->set_compact_revision(stats->compact_revision);
+  response->set_db_size_bytes(stats->db_size_bytes);
+  response->set_version(ZMESH_VERSION);
+  response->set_nodes(stats->nodes);
+  response->set_registrations(stats->registrations);
+  response->set_leases(stats->leases);
+  response->set_watchers(static_cast<int64_t>(ctx_.hub.size()));
+  return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ClusterService::ListMembers(grpc::CallbackServerContext* context,
+                                                      const dir::ListMembersRequest* /*request*/,
+                                                      dir::ListMembersResponse* response) {
+  raft::ConsensusStatus consensus = ctx_.consensus.status();
+  dir::Member* member = response->add_members();
+  member->set_id(consensus.id);
+  member->set_grpc_address(ctx_.grpc_address);
+  member->set_role(ToProtoRole(consensus.role));
+  return FinishNow(context, absl::OkStatus());
+}
+
+}  // namespace zmesh::service
