@@ -17,9 +17,27 @@
 ABSL_FLAG(std::string, data_dir, "", "Directory for the replica's state (required).");
 ABSL_FLAG(std::string, listen, "127.0.0.1:9500",
           "gRPC address HOST:PORT to serve on; port 0 picks a free port.");
-ABSL_FLAG(uint64_t, id, 1, "Replica id.");
+ABSL_FLAG(std::string, advertise, "",
+          "gRPC address other replicas and clients reach this one at (default: the listen "
+          "address).");
+ABSL_FLAG(uint64_t, id, 1, "Replica id (a positive integer, unique in the cluster).");
+ABSL_FLAG(std::string, raft_listen, "127.0.0.1:9510",
+          "Raft address HOST:PORT this replica listens on and is reached at.");
+ABSL_FLAG(std::string, initial_cluster, "",
+          "Voters of a new cluster, ID=HOST:PORT,... (Raft addresses, this replica included). "
+          "Empty: a one-member cluster. Ignored once the data dir holds a Raft log.");
+ABSL_FLAG(bool, join, false,
+          "Start empty and wait to be added to an existing cluster (zmeshctl members add).");
+ABSL_FLAG(uint32_t, raft_election_timeout_ms, 200, "Raft election timeout.");
+ABSL_FLAG(uint32_t, raft_heartbeat_timeout_ms, 20, "Raft heartbeat interval.");
+ABSL_FLAG(uint32_t, raft_snapshot_threshold, 4096, "Take a snapshot after this many log entries.");
+ABSL_FLAG(uint32_t, raft_snapshot_trailing, 1024,
+          "Log entries kept after a snapshot, for followers that lag a little.");
+ABSL_FLAG(int64_t, leader_wait_ms, 3000,
+          "How long a request waits for a leader during an election before UNAVAILABLE.");
 ABSL_FLAG(std::string, ready_file, "",
-          "Once serving, write the listening address to this file (for scripts and tests).");
+          "Once serving and joined to the cluster, write the listening address to this file "
+          "(for scripts and tests).");
 ABSL_FLAG(int64_t, history_revisions, 10000, "Revisions of change history kept for watchers.");
 ABSL_FLAG(int32_t, max_request_bytes, 1 << 20, "Largest request accepted, in bytes.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
@@ -49,8 +67,10 @@ bool WriteReadyFile(const std::string& path, const std::string& address) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "zmesh-directory --data-dir DIR [--listen HOST:PORT]\n"
-      "Serves the zmesh directory (nodes, registrations, leases, watch) over gRPC.");
+      "zmesh-directory --data-dir DIR [--listen HOST:PORT] [--id N --raft-listen HOST:PORT\n"
+      "                [--initial-cluster 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT | --join]]\n"
+      "Serves the zmesh directory (nodes, registrations, leases, watch) over gRPC, replicated\n"
+      "with Raft.");
   std::vector<std::string> args = zmesh::NormalizeFlagNames(argc, argv);
   std::vector<char*> arg_ptrs;
   arg_ptrs.reserve(args.size());
@@ -90,17 +110,57 @@ int main(int argc, char** argv) {
   zmesh::service::DirectoryServerOptions options;
   options.data_dir = absl::GetFlag(FLAGS_data_dir);
   options.listen = absl::GetFlag(FLAGS_listen);
-  options.id = absl::GetFlag(FLAGS_id);
+  options.advertise = absl::GetFlag(FLAGS_advertise);
+  options.raft.id = absl::GetFlag(FLAGS_id);
+  options.raft.raft_address = absl::GetFlag(FLAGS_raft_listen);
+  options.raft.join = absl::GetFlag(FLAGS_join);
+  options.raft.election_timeout_ms = absl::GetFlag(FLAGS_raft_election_timeout_ms);
+  options.raft.heartbeat_timeout_ms = absl::GetFlag(FLAGS_raft_heartbeat_timeout_ms);
+  options.raft.snapshot_threshold = absl::GetFlag(FLAGS_raft_snapshot_threshold);
+  options.raft.snapshot_trailing = absl::GetFlag(FLAGS_raft_snapshot_trailing);
+  options.leader_wait_ms = absl::GetFlag(FLAGS_leader_wait_ms);
+  if (options.raft.id == 0) return Fail("--id must be a positive integer");
+  if (options.raft.raft_address.find(':') == std::string::npos) {
+    return Fail("--raft-listen must be HOST:PORT");
+  }
+  if (options.raft.heartbeat_timeout_ms == 0 ||
+      options.raft.election_timeout_ms <= options.raft.heartbeat_timeout_ms) {
+    return Fail("--raft-election-timeout-ms must be larger than --raft-heartbeat-timeout-ms");
+  }
+  const std::string initial_cluster = absl::GetFlag(FLAGS_initial_cluster);
+  if (!initial_cluster.empty()) {
+    if (options.raft.join) return Fail("--join and --initial-cluster exclude each other");
+    absl::StatusOr<std::vector<zmesh::raft::RaftPeer>> peers =
+        zmesh::raft::RaftConsensus::ParsePeers(initial_cluster);
+    if (!peers.ok()) return Fail(absl::StrCat("--initial-cluster: ", peers.status().message()));
+    bool self_listed = false;
+    for (const zmesh::raft::RaftPeer& peer : *peers) {
+      if (peer.id == options.raft.id) {
+        self_listed = true;
+        if (peer.address != options.raft.raft_address) {
+          return Fail(absl::StrCat("--initial-cluster gives replica ", peer.id, " the address ",
+                                   peer.address, " but --raft-listen is ",
+                                   options.raft.raft_address));
+        }
+      }
+    }
+    if (!self_listed) {
+      return Fail(absl::StrCat("--initial-cluster does not list this replica (--id ",
+                               options.raft.id, ")"));
+    }
+    options.raft.initial_cluster = *std::move(peers);
+  }
   options.history_revisions = absl::GetFlag(FLAGS_history_revisions);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
+  options.on_joined = [ready_file](const std::string& address) {
+    if (!ready_file.empty() && !WriteReadyFile(ready_file, address)) {
+      ZLOG_ERROR("cannot write ready file %s", ready_file);
+    }
+  };
   absl::StatusOr<std::unique_ptr<zmesh::service::DirectoryServer>> server =
       zmesh::service::DirectoryServer::Start(options);
   if (!server.ok()) return Fail(server.status().ToString());
-
-  const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
-  if (!ready_file.empty() && !WriteReadyFile(ready_file, (*server)->address())) {
-    return Fail(absl::StrCat("cannot write ready file ", ready_file));
-  }
 
   int signo = 0;
   sigwait(&signals, &signo);

@@ -1,14 +1,16 @@
-// Consensus: how the directory turns a command into an applied, durable change. The service
-// layer proposes commands and never touches the store's write side itself.
+// Consensus: how the directory turns a command into a replicated, applied, durable change, and
+// how a replica learns it is up to date. The service layer proposes commands and never touches
+// the store's write side itself.
 //
-// Implementations: LocalConsensus (one replica, no log: commands are applied straight to the
-// store on one apply thread) and, with replication, a Raft-backed implementation.
+// The implementation is RaftConsensus (libraft). Tests may implement it with a fake.
 #pragma once
 
 #include <cstdint>
-#include <functional>
+#include <string>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "controlplane/store/store.h"
 #include "zmesh/state/v1/command.pb.h"
@@ -17,13 +19,23 @@ namespace zmesh::raft {
 
 enum class Role { kLeader, kFollower, kCandidate, kUnavailable };
 
+const char* RoleName(Role role);
+
 struct ConsensusStatus {
   uint64_t id = 0;
+  std::string address;  // this replica's Raft address
   Role role = Role::kUnavailable;
   uint64_t term = 0;
-  uint64_t leader_id = 0;
+  uint64_t leader_id = 0;  // 0 when unknown
   uint64_t commit_index = 0;
   uint64_t applied_index = 0;
+  uint64_t last_index = 0;
+};
+
+struct MemberInfo {
+  uint64_t id = 0;
+  std::string raft_address;
+  bool voter = false;
 };
 
 // Told about every applied command, on the apply thread, in log order. Must not block.
@@ -33,27 +45,59 @@ class ApplyObserver {
   virtual void OnApplied(const state::v1::Command& command, const store::CommandResult& result) = 0;
 };
 
+// Told when this replica's role, term or known leader changes, on the apply thread (so in
+// order with applied commands). Must not block.
+class RoleObserver {
+ public:
+  virtual ~RoleObserver() = default;
+  virtual void OnRoleChanged(const ConsensusStatus& status) = 0;
+};
+
+// Is `status` the "not the leader" answer (the command was not proposed, so it is safe to
+// send it again, to the leader)?
+bool IsNotLeader(const absl::Status& status);
+absl::Status NotLeaderError(uint64_t leader_id);
+
 // Thread-safe.
 class Consensus {
  public:
   using Done = absl::AnyInvocable<void(absl::StatusOr<store::CommandResult>) &&>;
+  using StatusDone = absl::AnyInvocable<void(absl::Status) &&>;
   virtual ~Consensus() = default;
 
-  // Starts applying. Observers registered before Start see every command applied after it.
+  // Starts taking part in the cluster. Register observers before.
   [[nodiscard]] virtual absl::Status Start() = 0;
-  // Stops accepting proposals, finishes (or fails with UNAVAILABLE) those in flight, and
-  // joins internal threads. Idempotent.
+  // Leaves: pending work fails with UNAVAILABLE; internal threads are joined. Idempotent.
   virtual void Stop() = 0;
 
-  // Replicates and applies `command`. `done` runs exactly once, on the apply thread, after the
-  // command was applied (its result, whose status may be a rejection such as NOT_FOUND) or
-  // with an error when it could not be committed (UNAVAILABLE: stopping or no leader).
-  // Never blocks on I/O.
+  // Replicates and applies `command`. `done` runs exactly once, on the apply thread: with the
+  // command's result once applied (whose status may be a rejection such as NOT_FOUND);
+  // NotLeaderError when this replica is not the leader (nothing was proposed); UNAVAILABLE
+  // when leadership was lost after proposing (the command may or may not be applied).
   virtual void Propose(state::v1::Command command, Done done) = 0;
 
+  // Leader only: `done(OK)` once every command committed before the call is applied here
+  // (a Raft barrier, shared by concurrent callers). NotLeaderError on a follower.
+  virtual void Barrier(StatusDone done) = 0;
+  // `done(OK)` once this replica has applied up to `index` (a Raft index), or
+  // DEADLINE_EXCEEDED after timeout_ms.
+  virtual void WaitApplied(uint64_t index, int64_t timeout_ms, StatusDone done) = 0;
+
+  // Leader only (NotLeaderError otherwise). AddMember adds the replica as a spare and promotes
+  // it to voter once caught up; RemoveMember removes it; TransferLeadership hands leadership
+  // to `id` (0: let Raft choose) and returns the new leader.
+  virtual void AddMember(uint64_t id, const std::string& raft_address, StatusDone done) = 0;
+  virtual void RemoveMember(uint64_t id, StatusDone done) = 0;
+  virtual void TransferLeadership(uint64_t id,
+                                  absl::AnyInvocable<void(absl::StatusOr<uint64_t>) &&> done) = 0;
+
   virtual ConsensusStatus status() const = 0;
+  // The Raft configuration as this replica knows it.
+  virtual std::vector<MemberInfo> members() const = 0;
+
   // Not owned; must outlive the consensus. Register before Start().
   virtual void AddObserver(ApplyObserver* observer) = 0;
+  virtual void AddRoleObserver(RoleObserver* observer) = 0;
 };
 
 }  // namespace zmesh::raft

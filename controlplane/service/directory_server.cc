@@ -14,12 +14,17 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/log.h"
-#include "controlplane/raft/local_consensus.h"
+#include "common/timer_queue.h"
+#include "controlplane/raft/raft_consensus.h"
 #include "controlplane/service/directory_service.h"
+#include "controlplane/service/leader_router.h"
 #include "controlplane/service/lease_expirer.h"
 #include "controlplane/service/lease_keeper.h"
+#include "controlplane/service/peer_service.h"
 #include "controlplane/service/watch_hub.h"
 #include "controlplane/store/sqlite_store.h"
 
@@ -51,21 +56,93 @@ class DataDirLock {
   int fd_;
 };
 
+// Makes this replica's gRPC address known to the others (a SetMember command through the
+// leader), and again whenever the recorded one differs, e.g. after a restart on a new port.
+class MemberAnnouncer {
+ public:
+  MemberAnnouncer(store::Store& store, LeaderRouter& router, state::v1::SetMember self,
+                  std::function<void(const std::string&)> on_joined)
+      : store_(store), router_(router), self_(std::move(self)), on_joined_(std::move(on_joined)) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  MemberAnnouncer(const MemberAnnouncer&) = delete;
+  MemberAnnouncer& operator=(const MemberAnnouncer&) = delete;
+  ~MemberAnnouncer() {
+    {
+      absl::MutexLock lock(&mu_);
+      stopping_ = true;
+    }
+    thread_.join();
+  }
+
+ private:
+  bool Recorded() {
+    absl::StatusOr<std::vector<state::v1::SetMember>> members = store_.Members();
+    if (!members.ok()) return false;
+    for (const state::v1::SetMember& m : *members) {
+      if (m.id() == self_.id()) {
+        return m.grpc_address() == self_.grpc_address() && m.raft_address() == self_.raft_address();
+      }
+    }
+    return false;
+  }
+
+  void Run() {
+    while (true) {
+      int64_t pause_ms = 2000;
+      if (Recorded()) {
+        if (on_joined_) {
+          ZLOG_INFO("joined the cluster");
+          std::exchange(on_joined_, nullptr)(self_.grpc_address());
+        }
+      } else {
+        pause_ms = 100;
+        absl::Notification done;
+        state::v1::Command command;
+        *command.mutable_set_member() = self_;
+        router_.Propose(std::move(command), SystemClock::Get().NowMs() + 1000,
+                        [&done](const absl::StatusOr<store::CommandResult>& result) {
+                          if (result.ok()) ZLOG_DEBUG("announced this replica's address");
+                          done.Notify();
+                        });
+        done.WaitForNotification();
+        if (Recorded()) pause_ms = 0;
+      }
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Milliseconds(pause_ms))) {
+        return;
+      }
+    }
+  }
+
+  store::Store& store_;
+  LeaderRouter& router_;
+  const state::v1::SetMember self_;
+  std::function<void(const std::string&)> on_joined_;  // called once, then cleared
+  absl::Mutex mu_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
 }  // namespace
 
 struct DirectoryServer::Impl {
   DirectoryServerOptions options;
   std::unique_ptr<DataDirLock> lock;
   std::unique_ptr<store::SqliteStore> store;
-  std::unique_ptr<raft::LocalConsensus> consensus;
+  std::unique_ptr<raft::RaftConsensus> consensus;
+  std::unique_ptr<TimerQueue> timers;
   std::unique_ptr<LeaseKeeper> keeper;
   std::unique_ptr<WatchHub> hub;
   std::unique_ptr<LeaseExpirer> expirer;
+  std::unique_ptr<LeaderRouter> router;
   std::unique_ptr<ServiceContext> context;
   std::unique_ptr<DirectoryService> directory_service;
   std::unique_ptr<LeaseService> lease_service;
   std::unique_ptr<ClusterService> cluster_service;
+  std::unique_ptr<PeerService> peer_service;
   std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<MemberAnnouncer> announcer;
   std::string address;
   absl::Mutex mu;
   bool shut_down ABSL_GUARDED_BY(mu) = false;
@@ -88,6 +165,8 @@ absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
   store::SqliteStoreOptions store_options;
   store_options.path = options.data_dir + "/directory.db";
   store_options.history_revisions = options.history_revisions;
+  // The Raft log makes applied commands durable: the store need not fsync each commit.
+  store_options.sync_commits = false;
   absl::StatusOr<std::unique_ptr<store::SqliteStore>> store =
       store::SqliteStore::Open(store_options);
   if (!store.ok()) return store.status();
@@ -95,23 +174,31 @@ absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
   ZLOG_INFO("opened %s at revision %d (applied index %d)", store_options.path,
             impl->store->revision(), impl->store->applied_index());
 
-  impl->consensus = std::make_unique<raft::LocalConsensus>(
-      *impl->store, raft::LocalConsensusOptions{options.id, 256});
+  // gRPC first, so the advertised address (with a port picked by the kernel) is known before
+  // this replica announces it. Requests wait for Raft through the router meanwhile.
+  impl->timers = std::make_unique<TimerQueue>();
+  raft::RaftConsensusOptions raft_options = options.raft;
+  if (raft_options.dir.empty()) raft_options.dir = options.data_dir + "/raft";
+  impl->consensus = std::make_unique<raft::RaftConsensus>(*impl->store, raft_options);
   impl->keeper = std::make_unique<LeaseKeeper>(SystemClock::Get());
   impl->hub = std::make_unique<WatchHub>(*impl->store);
   impl->expirer = std::make_unique<LeaseExpirer>(*impl->keeper, *impl->consensus, *impl->store);
+  impl->router = std::make_unique<LeaderRouter>(*impl->consensus, *impl->store, *impl->expirer,
+                                                *impl->timers, options.leader_wait_ms);
   impl->consensus->AddObserver(impl->hub.get());
   impl->consensus->AddObserver(impl->expirer.get());
-  if (absl::Status st = impl->consensus->Start(); !st.ok()) return st;
-  if (absl::Status st = impl->expirer->Start(); !st.ok()) return st;
+  impl->consensus->AddRoleObserver(impl->expirer.get());
 
   // An aggregate with reference members: std::make_unique cannot brace-initialize it.
   // NOLINTNEXTLINE(modernize-make-unique)
-  impl->context = std::unique_ptr<ServiceContext>(new ServiceContext{
-      *impl->store, *impl->consensus, *impl->keeper, *impl->hub, "", options.max_watch_backlog});
+  impl->context = std::unique_ptr<ServiceContext>(
+      new ServiceContext{*impl->store, *impl->consensus, *impl->router, *impl->expirer, *impl->hub,
+                         "", options.max_watch_backlog});
   impl->directory_service = std::make_unique<DirectoryService>(*impl->context);
   impl->lease_service = std::make_unique<LeaseService>(*impl->context);
   impl->cluster_service = std::make_unique<ClusterService>(*impl->context);
+  impl->peer_service =
+      std::make_unique<PeerService>(*impl->consensus, *impl->store, *impl->expirer);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -121,6 +208,7 @@ absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
   builder.RegisterService(impl->directory_service.get());
   builder.RegisterService(impl->lease_service.get());
   builder.RegisterService(impl->cluster_service.get());
+  builder.RegisterService(impl->peer_service.get());
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
   // Detect dead clients (and their abandoned streams) without waiting for TCP timeouts.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
@@ -129,19 +217,29 @@ absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   impl->server = builder.BuildAndStart();
   if (impl->server == nullptr || port == 0) {
-    impl->expirer->Stop();
-    impl->consensus->Stop();
     return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen));
   }
   std::string host = options.listen.substr(0, options.listen.rfind(':'));
   impl->address = absl::StrCat(host, ":", port);
-  impl->context->grpc_address = impl->address;
-  grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService();
-  if (health != nullptr) {
+  impl->context->grpc_address = options.advertise.empty() ? impl->address : options.advertise;
+
+  impl->expirer->Start();
+  if (absl::Status st = impl->consensus->Start(); !st.ok()) {
+    impl->server->Shutdown(std::chrono::system_clock::now());
+    impl->expirer->Stop();
+    return st;
+  }
+  state::v1::SetMember self;
+  self.set_id(raft_options.id);
+  self.set_raft_address(raft_options.raft_address);
+  self.set_grpc_address(impl->context->grpc_address);
+  impl->announcer =
+      std::make_unique<MemberAnnouncer>(*impl->store, *impl->router, self, options.on_joined);
+  if (grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService()) {
     health->SetServingStatus(true);
   }
   impl->options = std::move(options);
-  ZLOG_INFO("serving on %s", impl->address);
+  ZLOG_INFO("serving on %s (raft %s)", impl->address, raft_options.raft_address);
   return std::unique_ptr<DirectoryServer>(new DirectoryServer(std::move(impl)));
 }
 
@@ -161,11 +259,15 @@ void DirectoryServer::Shutdown() {
   if (grpc::HealthCheckServiceInterface* health = impl_->server->GetHealthCheckService()) {
     health->SetServingStatus(false);
   }
-  // Streams (watch, keepalive) never end by themselves: the deadline cancels them.
+  impl_->announcer.reset();
+  impl_->router->Stop();
+  // Raft first: proposals in flight fail, so no handler waits on a commit; then gRPC, whose
+  // streams (watch, keepalive) never end by themselves: the deadline cancels them.
+  impl_->consensus->Stop();
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   impl_->server->Wait();
   impl_->expirer->Stop();
-  impl_->consensus->Stop();
+  impl_->timers.reset();  // runs what is left: the router's retries fail fast now
   ZLOG_INFO("stopped at revision %d", impl_->store->revision());
 }
 

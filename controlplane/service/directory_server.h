@@ -1,33 +1,47 @@
-// DirectoryServer: one zmesh-directory replica assembled: store, consensus, lease timing, watch
-// hub and the gRPC services (plus grpc.health.v1.Health and server reflection).
+// DirectoryServer: one zmesh-directory replica assembled: store, Raft consensus, lease timing,
+// watch hub, leader routing and the gRPC services (Directory, Leases, Cluster, the internal
+// Peer service, grpc.health.v1.Health and server reflection).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "controlplane/raft/raft_consensus.h"
 
 namespace zmesh::service {
 
 struct DirectoryServerOptions {
-  // Holds directory.db (SQLite, WAL) and a LOCK file; created if missing.
+  // Holds directory.db (SQLite, WAL), raft/ (the Raft log and snapshots) and a LOCK file;
+  // created if missing.
   std::string data_dir;
   // gRPC address; port 0 picks a free port (see address()).
   std::string listen = "127.0.0.1:9500";
-  uint64_t id = 1;
+  // The address other replicas and clients reach this one at; default: address().
+  std::string advertise;
+  // Raft: id, address, initial cluster, timing (see RaftConsensusOptions).
+  raft::RaftConsensusOptions raft;
   // Revisions of change history kept for watchers.
   int64_t history_revisions = 10000;
   // Largest request accepted; larger ones fail with RESOURCE_EXHAUSTED.
   int max_request_bytes = 1 << 20;
   // Messages queued for one slow watcher before its stream is ended.
   size_t max_watch_backlog = 10000;
+  // How long a request waits for a leader during an election before UNAVAILABLE.
+  int64_t leader_wait_ms = 3000;
+  // Called once, from an internal thread, when this replica has joined: its address is
+  // recorded in the replicated state (so a leader exists and reaches it). Readiness.
+  std::function<void(const std::string& address)> on_joined;
 };
 
 // Thread-safe.
 class DirectoryServer {
  public:
-  // Opens the data dir (FAILED_PRECONDITION if another process holds it) and starts serving.
+  // Opens the data dir (FAILED_PRECONDITION if another process holds it), starts Raft and
+  // serves.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<DirectoryServer>> Start(
       DirectoryServerOptions options);
   DirectoryServer(const DirectoryServer&) = delete;
@@ -36,8 +50,8 @@ class DirectoryServer {
 
   // The address actually listened on ("127.0.0.1:43121").
   const std::string& address() const;
-  // Stops serving: open streams are cancelled, in-flight writes finish, state is closed.
-  // Idempotent.
+  // Stops serving: open streams are cancelled, in-flight writes finish or fail, Raft leaves,
+  // the state is closed. Idempotent.
   void Shutdown();
 
  private:

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/clock.h"
 #include "controlplane/service/status_conversion.h"
 #include "controlplane/service/validation.h"
 
@@ -19,34 +20,40 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
-// Proposes `command`; when it is applied, `fill(result)` writes the response and the RPC
-// finishes. A rejected command finishes with the rejection.
+// Proposes `command` through the leader; when it is applied, `fill(result)` writes the response
+// and the RPC finishes. A rejected command finishes with the rejection.
 template <typename Fill>
 grpc::ServerUnaryReactor* ProposeAndFinish(grpc::CallbackServerContext* context,
-                                           raft::Consensus& consensus, state::v1::Command&& command,
+                                           ServiceContext& ctx, state::v1::Command&& command,
                                            Fill fill) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  consensus.Propose(std::move(command),
-                    [reactor, fill = std::move(fill)](
-                        const absl::StatusOr<store::CommandResult>& result) mutable {
-                      if (!result.ok()) {
-                        reactor->Finish(ToGrpcStatus(result.status()));
-                      } else if (!result->status.ok()) {
-                        reactor->Finish(ToGrpcStatus(result->status));
-                      } else {
-                        fill(*result);
-                        reactor->Finish(grpc::Status::OK);
-                      }
-                    });
+  ctx.router.Propose(std::move(command), ctx.router.DeadlineFor(context->deadline()),
+                     [reactor, fill = std::move(fill)](
+                         const absl::StatusOr<store::CommandResult>& result) mutable {
+                       if (!result.ok()) {
+                         reactor->Finish(ToGrpcStatus(result.status()));
+                       } else if (!result->status.ok()) {
+                         reactor->Finish(ToGrpcStatus(result->status));
+                       } else {
+                         fill(*result);
+                         reactor->Finish(grpc::Status::OK);
+                       }
+                     });
   return reactor;
 }
 
-// Serves a read. With a single replica every acknowledged write is already applied, so both
-// consistency modes read the local store; replication adds a barrier for linearizable reads.
+// Serves a read once the consistency asked for is ensured (linearizable: after a barrier
+// through the leader; stale: at once). `read` runs on whichever thread completes the barrier
+// and must only use what it captured by value (and the request/response, alive until Finish).
 template <typename Read>
-grpc::ServerUnaryReactor* ServeRead(grpc::CallbackServerContext* context,
-                                    const dir::ReadOptions& /*options*/, Read read) {
-  return FinishNow(context, read());
+grpc::ServerUnaryReactor* ServeRead(grpc::CallbackServerContext* context, ServiceContext& ctx,
+                                    const dir::ReadOptions& options, Read read) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  ctx.router.ReadBarrier(options.consistency(), ctx.router.DeadlineFor(context->deadline()),
+                         [reactor, read = std::move(read)](absl::Status ready) mutable {
+                           reactor->Finish(ToGrpcStatus(ready.ok() ? read() : ready));
+                         });
+  return reactor;
 }
 
 // Copies a StatusOr's value into *out, or returns its status.
@@ -153,11 +160,15 @@ class WatchReactor final : public grpc::ServerWriteReactor<dir::WatchResponse>, 
   std::optional<grpc::Status> pending_finish_ ABSL_GUARDED_BY(mu_);
 };
 
-// Renews leases, one response per request, in order. Deleted by gRPC's OnDone.
+// Renews leases, one response per request, in order, through the leader. Deleted by gRPC's
+// OnDone.
 class KeepAliveReactor final
     : public grpc::ServerBidiReactor<dir::KeepAliveRequest, dir::KeepAliveResponse> {
  public:
-  explicit KeepAliveReactor(LeaseKeeper& keeper) : keeper_(keeper) { StartRead(&request_); }
+  // Each renewal may wait this long for a leader before answering UNAVAILABLE.
+  static constexpr int64_t kRenewTimeoutMs = 3000;
+
+  explicit KeepAliveReactor(LeaderRouter& router) : router_(router) { StartRead(&request_); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // the client closed its side (or went away)
@@ -166,14 +177,12 @@ class KeepAliveReactor final
     }
     response_.Clear();
     response_.set_id(request_.id());
-    absl::Status valid = ValidateLeaseId("id", request_.id());
-    absl::StatusOr<int64_t> ttl = valid.ok() ? keeper_.Renew(request_.id()) : valid;
-    if (ttl.ok()) {
-      response_.set_ttl_ms(*ttl);
-    } else {
-      response_.set_error(std::string(ttl.status().message()));
+    if (absl::Status valid = ValidateLeaseId("id", request_.id()); !valid.ok()) {
+      Answer(valid);
+      return;
     }
-    StartWrite(&response_);
+    router_.RenewLease(request_.id(), SystemClock::Get().NowMs() + kRenewTimeoutMs,
+                       [this](const absl::StatusOr<int64_t>& ttl) { Answer(ttl); });
   }
 
   void OnWriteDone(bool ok) override {
@@ -187,7 +196,17 @@ class KeepAliveReactor final
   void OnDone() override { delete this; }
 
  private:
-  LeaseKeeper& keeper_;
+  void Answer(const absl::StatusOr<int64_t>& ttl) {
+    if (ttl.ok()) {
+      response_.set_ttl_ms(*ttl);
+    } else {
+      response_.set_code(static_cast<int32_t>(ttl.status().code()));
+      response_.set_error(std::string(ttl.status().message()));
+    }
+    StartWrite(&response_);
+  }
+
+  LeaderRouter& router_;
   dir::KeepAliveRequest request_;
   dir::KeepAliveResponse response_;
 };
@@ -217,7 +236,7 @@ grpc::ServerUnaryReactor* DirectoryService::RegisterNode(grpc::CallbackServerCon
   state::v1::Command command;
   *command.mutable_put_node()->mutable_node() = request->node();
   command.mutable_put_node()->set_lease_id(request->lease_id());
-  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+  return ProposeAndFinish(context, ctx_, std::move(command),
                           [response](const store::CommandResult& result) {
                             *response->mutable_node() = result.node;
                             response->set_revision(result.revision);
@@ -233,7 +252,7 @@ grpc::ServerUnaryReactor* DirectoryService::DrainNode(grpc::CallbackServerContex
   state::v1::Command command;
   command.mutable_set_draining()->set_name(request->name());
   command.mutable_set_draining()->set_draining(request->draining());
-  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+  return ProposeAndFinish(context, ctx_, std::move(command),
                           [response](const store::CommandResult& result) {
                             *response->mutable_node() = result.node;
                             response->set_revision(result.revision);
@@ -248,7 +267,7 @@ grpc::ServerUnaryReactor* DirectoryService::RemoveNode(grpc::CallbackServerConte
   }
   state::v1::Command command;
   command.mutable_remove_node()->set_name(request->name());
-  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+  return ProposeAndFinish(context, ctx_, std::move(command),
                           [response](const store::CommandResult& result) {
                             response->set_revision(result.revision);
                             response->set_registrations_removed(result.registrations_deleted);
@@ -261,15 +280,16 @@ grpc::ServerUnaryReactor* DirectoryService::GetNode(grpc::CallbackServerContext*
   if (absl::Status st = ValidateName("name", request->name()); !st.ok()) {
     return FinishNow(context, st);
   }
-  return ServeRead(context, request->read(),
-                   [&] { return Assign(ctx_.store.GetNode(request->name()), response); });
+  return ServeRead(context, ctx_, request->read(), [this, request, response] {
+    return Assign(ctx_.store.GetNode(request->name()), response);
+  });
 }
 
 grpc::ServerUnaryReactor* DirectoryService::ListNodes(grpc::CallbackServerContext* context,
                                                       const dir::ListNodesRequest* request,
                                                       dir::ListNodesResponse* response) {
-  return ServeRead(context, request->read(),
-                   [&] { return Assign(ctx_.store.ListNodes(), response); });
+  return ServeRead(context, ctx_, request->read(),
+                   [this, response] { return Assign(ctx_.store.ListNodes(), response); });
 }
 
 grpc::ServerUnaryReactor* DirectoryService::Register(grpc::CallbackServerContext* context,
@@ -280,7 +300,7 @@ grpc::ServerUnaryReactor* DirectoryService::Register(grpc::CallbackServerContext
   }
   state::v1::Command command;
   *command.mutable_put_registration()->mutable_registration() = request->registration();
-  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+  return ProposeAndFinish(context, ctx_, std::move(command),
                           [response](const store::CommandResult& result) {
                             *response->mutable_registration() = result.registration;
                             response->set_revision(result.revision);
@@ -297,7 +317,7 @@ grpc::ServerUnaryReactor* DirectoryService::Unregister(grpc::CallbackServerConte
   state::v1::Command command;
   *command.mutable_delete_registration()->mutable_registration() = request->registration();
   return ProposeAndFinish(
-      context, ctx_.consensus, std::move(command),
+      context, ctx_, std::move(command),
       [response](const store::CommandResult& result) { response->set_revision(result.revision); });
 }
 
@@ -305,8 +325,9 @@ grpc::ServerUnaryReactor* DirectoryService::Lookup(grpc::CallbackServerContext* 
                                                    const dir::LookupRequest* request,
                                                    dir::LookupResponse* response) {
   if (absl::Status st = Validate(*request); !st.ok()) return FinishNow(context, st);
-  return ServeRead(context, request->read(),
-                   [&] { return Assign(ctx_.store.Lookup(*request), response); });
+  return ServeRead(context, ctx_, request->read(), [this, request, response] {
+    return Assign(ctx_.store.Lookup(*request), response);
+  });
 }
 
 grpc::ServerUnaryReactor* DirectoryService::ListTopics(grpc::CallbackServerContext* context,
@@ -315,8 +336,9 @@ grpc::ServerUnaryReactor* DirectoryService::ListTopics(grpc::CallbackServerConte
   if (absl::Status st = Validate(*request); !st.ok()) return FinishNow(context, st);
   dir::ListTopicsRequest paged = *request;
   if (paged.page_size() == 0) paged.set_page_size(kDefaultPageSize);
-  return ServeRead(context, request->read(),
-                   [&] { return Assign(ctx_.store.ListTopics(paged), response); });
+  return ServeRead(context, ctx_, request->read(), [this, paged, response] {
+    return Assign(ctx_.store.ListTopics(paged), response);
+  });
 }
 
 grpc::ServerWriteReactor<dir::WatchResponse>* DirectoryService::Watch(
@@ -335,7 +357,7 @@ grpc::ServerUnaryReactor* LeaseService::Grant(grpc::CallbackServerContext* conte
   state::v1::Command command;
   command.mutable_grant_lease()->set_ttl_ms(request->ttl_ms());
   const int64_t ttl_ms = request->ttl_ms();
-  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+  return ProposeAndFinish(context, ctx_, std::move(command),
                           [response, ttl_ms](const store::CommandResult& result) {
                             response->set_id(result.lease_id);
                             response->set_ttl_ms(ttl_ms);
@@ -351,7 +373,7 @@ grpc::ServerUnaryReactor* LeaseService::Revoke(grpc::CallbackServerContext* cont
   }
   state::v1::Command command;
   command.mutable_revoke_lease()->set_id(request->id());
-  return ProposeAndFinish(context, ctx_.consensus, std::move(command),
+  return ProposeAndFinish(context, ctx_, std::move(command),
                           [response](const store::CommandResult& result) {
                             response->set_revision(result.revision);
                             for (const std::string& node : result.nodes_deleted) {
@@ -362,7 +384,7 @@ grpc::ServerUnaryReactor* LeaseService::Revoke(grpc::CallbackServerContext* cont
 
 grpc::ServerBidiReactor<dir::KeepAliveRequest, dir::KeepAliveResponse>* LeaseService::KeepAlive(
     grpc::CallbackServerContext* /*context*/) {
-  return new KeepAliveReactor(ctx_.keeper);
+  return new KeepAliveReactor(ctx_.router);
 }
 
 grpc::ServerUnaryReactor* LeaseService::TimeToLive(grpc::CallbackServerContext* context,
@@ -371,10 +393,10 @@ grpc::ServerUnaryReactor* LeaseService::TimeToLive(grpc::CallbackServerContext* 
   if (absl::Status st = ValidateLeaseId("id", request->id()); !st.ok()) {
     return FinishNow(context, st);
   }
-  return ServeRead(context, request->read(), [&]() -> absl::Status {
+  return ServeRead(context, ctx_, request->read(), [this, request, response]() -> absl::Status {
     absl::StatusOr<dir::Lease> lease = ctx_.store.GetLease(request->id());
     if (!lease.ok()) return lease.status();
-    lease->set_remaining_ms(ctx_.keeper.RemainingMs(lease->id()).value_or(-1));
+    lease->set_remaining_ms(ctx_.expirer.RemainingMs(lease->id()));
     *response->mutable_lease() = *std::move(lease);
     response->set_revision(ctx_.store.revision());
     return absl::OkStatus();
@@ -384,16 +406,61 @@ grpc::ServerUnaryReactor* LeaseService::TimeToLive(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* LeaseService::ListLeases(grpc::CallbackServerContext* context,
                                                    const dir::ListLeasesRequest* request,
                                                    dir::ListLeasesResponse* response) {
-  return ServeRead(context, request->read(), [&]() -> absl::Status {
+  return ServeRead(context, ctx_, request->read(), [this, response]() -> absl::Status {
     if (absl::Status st = Assign(ctx_.store.ListLeases(), response); !st.ok()) return st;
     for (dir::Lease& lease : *response->mutable_leases()) {
-      lease.set_remaining_ms(ctx_.keeper.RemainingMs(lease.id()).value_or(-1));
+      lease.set_remaining_ms(ctx_.expirer.RemainingMs(lease.id()));
     }
     return absl::OkStatus();
   });
 }
 
 // ---- Cluster ----
+
+namespace {
+
+// The configuration joined with the addresses members announced.
+void FillMembers(ServiceContext& ctx, google::protobuf::RepeatedPtrField<dir::Member>* out) {
+  const raft::ConsensusStatus status = ctx.consensus.status();
+  absl::StatusOr<std::vector<state::v1::SetMember>> known = ctx.store.Members();
+  for (const raft::MemberInfo& info : ctx.consensus.members()) {
+    dir::Member* member = out->Add();
+    member->set_id(info.id);
+    member->set_raft_address(info.raft_address);
+    member->set_voter(info.voter);
+    member->set_role(info.id == status.leader_id ? dir::ROLE_LEADER : dir::ROLE_FOLLOWER);
+    if (known.ok()) {
+      for (const state::v1::SetMember& m : *known) {
+        if (m.id() == info.id) member->set_grpc_address(m.grpc_address());
+      }
+    }
+  }
+}
+
+// Runs `local` when this replica leads, else forwards `forward(stub, context, done)` to the
+// leader's Cluster service and relays its answer.
+template <typename Local, typename Forward>
+grpc::ServerUnaryReactor* OnLeader(grpc::CallbackServerContext* context, ServiceContext& ctx,
+                                   Local local, Forward forward) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (ctx.consensus.status().role == raft::Role::kLeader) {
+    local(reactor);
+    return reactor;
+  }
+  absl::StatusOr<std::shared_ptr<dir::Cluster::Stub>> stub = ctx.router.LeaderClusterStub();
+  if (!stub.ok()) {
+    reactor->Finish(ToGrpcStatus(absl::UnavailableError(
+        absl::StrCat("cannot reach the leader: ", stub.status().message()))));
+    return reactor;
+  }
+  auto client_context = std::make_shared<grpc::ClientContext>();
+  client_context->set_deadline(context->deadline());
+  forward(**stub, client_context.get(),
+          [reactor, client_context](grpc::Status status) { reactor->Finish(status); });
+  return reactor;
+}
+
+}  // namespace
 
 grpc::ServerUnaryReactor* ClusterService::Status(grpc::CallbackServerContext* context,
                                                  const dir::StatusRequest* /*request*/,
@@ -407,6 +474,10 @@ grpc::ServerUnaryReactor* ClusterService::Status(grpc::CallbackServerContext* co
   response->set_leader_id(consensus.leader_id);
   response->set_commit_index(consensus.commit_index);
   response->set_applied_index(consensus.applied_index);
+  response->set_last_log_index(consensus.last_index);
+  response->set_raft_address(consensus.address);
+  response->set_leader_grpc_address(
+      consensus.role == raft::Role::kLeader ? ctx_.grpc_address : ctx_.router.LeaderGrpcAddress());
   response->set_revision(stats->revision);
   response->set_compact_revision(stats->compact_revision);
   response->set_db_size_bytes(stats->db_size_bytes);
@@ -421,12 +492,87 @@ grpc::ServerUnaryReactor* ClusterService::Status(grpc::CallbackServerContext* co
 grpc::ServerUnaryReactor* ClusterService::ListMembers(grpc::CallbackServerContext* context,
                                                       const dir::ListMembersRequest* /*request*/,
                                                       dir::ListMembersResponse* response) {
-  raft::ConsensusStatus consensus = ctx_.consensus.status();
-  dir::Member* member = response->add_members();
-  member->set_id(consensus.id);
-  member->set_grpc_address(ctx_.grpc_address);
-  member->set_role(ToProtoRole(consensus.role));
+  FillMembers(ctx_, response->mutable_members());
   return FinishNow(context, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* ClusterService::AddMember(grpc::CallbackServerContext* context,
+                                                    const dir::AddMemberRequest* request,
+                                                    dir::AddMemberResponse* response) {
+  if (request->id() == 0) {
+    return FinishNow(context, absl::InvalidArgumentError("id: must be a positive integer"));
+  }
+  if (absl::Status st = ValidateName("raft_address", request->raft_address()); !st.ok()) {
+    return FinishNow(context, st);
+  }
+  if (request->raft_address().find(':') == std::string::npos) {
+    return FinishNow(context, absl::InvalidArgumentError("raft_address: expected HOST:PORT"));
+  }
+  return OnLeader(
+      context, ctx_,
+      [this, request, response](grpc::ServerUnaryReactor* reactor) {
+        ctx_.consensus.AddMember(request->id(), request->raft_address(),
+                                 [this, reactor, response](absl::Status status) {
+                                   if (status.ok()) FillMembers(ctx_, response->mutable_members());
+                                   reactor->Finish(ToGrpcStatus(status));
+                                 });
+      },
+      [request, response](dir::Cluster::Stub& stub, grpc::ClientContext* client,
+                          std::function<void(grpc::Status)> done) {
+        stub.async()->AddMember(client, request, response, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* ClusterService::RemoveMember(grpc::CallbackServerContext* context,
+                                                       const dir::RemoveMemberRequest* request,
+                                                       dir::RemoveMemberResponse* response) {
+  if (request->id() == 0) {
+    return FinishNow(context, absl::InvalidArgumentError("id: must be a positive integer"));
+  }
+  return OnLeader(
+      context, ctx_,
+      [this, context, request, response](grpc::ServerUnaryReactor* reactor) {
+        const uint64_t id = request->id();
+        const int64_t deadline = ctx_.router.DeadlineFor(context->deadline());
+        ctx_.consensus.RemoveMember(
+            id, [this, reactor, response, id, deadline](absl::Status status) {
+              if (!status.ok()) {
+                reactor->Finish(ToGrpcStatus(status));
+                return;
+              }
+              // Forget its addresses too.
+              state::v1::Command forget;
+              forget.mutable_remove_member()->set_id(id);
+              ctx_.router.Propose(
+                  std::move(forget), deadline,
+                  [this, reactor, response](const absl::StatusOr<store::CommandResult>& result) {
+                    FillMembers(ctx_, response->mutable_members());
+                    reactor->Finish(ToGrpcStatus(result.status()));
+                  });
+            });
+      },
+      [request, response](dir::Cluster::Stub& stub, grpc::ClientContext* client,
+                          std::function<void(grpc::Status)> done) {
+        stub.async()->RemoveMember(client, request, response, std::move(done));
+      });
+}
+
+grpc::ServerUnaryReactor* ClusterService::TransferLeadership(
+    grpc::CallbackServerContext* context, const dir::TransferLeadershipRequest* request,
+    dir::TransferLeadershipResponse* response) {
+  return OnLeader(
+      context, ctx_,
+      [this, request, response](grpc::ServerUnaryReactor* reactor) {
+        ctx_.consensus.TransferLeadership(request->id(),
+                                          [reactor, response](absl::StatusOr<uint64_t> leader) {
+                                            if (leader.ok()) response->set_leader_id(*leader);
+                                            reactor->Finish(ToGrpcStatus(leader.status()));
+                                          });
+      },
+      [request, response](dir::Cluster::Stub& stub, grpc::ClientContext* client,
+                          std::function<void(grpc::Status)> done) {
+        stub.async()->TransferLeadership(client, request, response, std::move(done));
+      });
 }
 
 }  // namespace zmesh::service

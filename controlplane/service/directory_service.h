@@ -1,12 +1,13 @@
 // gRPC handlers of zmesh.directory.v1.Directory, Leases and Cluster. Thin: validate, build a
-// command and propose it (writes) or read the store (reads), convert the status. Callback API:
-// no handler blocks a gRPC thread on disk or on a commit.
+// command and hand it to the LeaderRouter (writes), or pass the read barrier and read the store
+// (reads), convert the status. Callback API: no handler blocks a gRPC thread on a commit.
 #pragma once
 
 #include <string>
 
 #include "controlplane/raft/consensus.h"
-#include "controlplane/service/lease_keeper.h"
+#include "controlplane/service/leader_router.h"
+#include "controlplane/service/lease_expirer.h"
 #include "controlplane/service/watch_hub.h"
 #include "controlplane/store/store.h"
 #include "zmesh/directory/v1/cluster.grpc.pb.h"
@@ -19,7 +20,8 @@ namespace zmesh::service {
 struct ServiceContext {
   store::Store& store;
   raft::Consensus& consensus;
-  LeaseKeeper& keeper;
+  LeaderRouter& router;
+  LeaseExpirer& expirer;
   WatchHub& hub;
   // Address clients reach this replica at.
   std::string grpc_address;
@@ -99,6 +101,15 @@ class ClusterService final : public directory::v1::Cluster::CallbackService {
   grpc::ServerUnaryReactor* ListMembers(grpc::CallbackServerContext* context,
                                         const directory::v1::ListMembersRequest* request,
                                         directory::v1::ListMembersResponse* response) override;
+  grpc::ServerUnaryReactor* AddMember(grpc::CallbackServerContext* context,
+                                      const directory::v1::AddMemberRequest* request,
+                                      directory::v1::AddMemberResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveMember(grpc::CallbackServerContext* context,
+                                         const directory::v1::RemoveMemberRequest* request,
+                                         directory::v1::RemoveMemberResponse* response) override;
+  grpc::ServerUnaryReactor* TransferLeadership(
+      grpc::CallbackServerContext* context, const directory::v1::TransferLeadershipRequest* request,
+      directory::v1::TransferLeadershipResponse* response) override;
 
  private:
   ServiceContext& ctx_;

@@ -14,17 +14,8 @@ LeaseExpirer::LeaseExpirer(LeaseKeeper& keeper, raft::Consensus& consensus, stor
 
 LeaseExpirer::~LeaseExpirer() { Stop(); }
 
-absl::Status LeaseExpirer::Start() {
-  absl::StatusOr<directory::v1::ListLeasesResponse> leases = store_.ListLeases();
-  if (!leases.ok()) return leases.status();
-  for (const directory::v1::Lease& lease : leases->leases()) {
-    keeper_.Track(lease.id(), lease.ttl_ms());
-  }
-  if (leases->leases_size() > 0) {
-    ZLOG_INFO("restarted the TTL of %d leases", leases->leases_size());
-  }
+void LeaseExpirer::Start() {
   thread_ = std::thread([this] { Run(); });
-  return absl::OkStatus();
 }
 
 void LeaseExpirer::Stop() {
@@ -35,15 +26,73 @@ void LeaseExpirer::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+bool LeaseExpirer::active() {
+  absl::MutexLock lock(&mu_);
+  return active_;
+}
+
+absl::StatusOr<int64_t> LeaseExpirer::Renew(int64_t id) {
+  if (!active()) {
+    return absl::UnavailableError("this replica does not time leases now (not the leader yet)");
+  }
+  return keeper_.Renew(id);
+}
+
+int64_t LeaseExpirer::RemainingMs(int64_t id) {
+  if (!active()) return -1;
+  return keeper_.RemainingMs(id).value_or(-1);
+}
+
+void LeaseExpirer::OnRoleChanged(const raft::ConsensusStatus& status) {
+  absl::MutexLock lock(&mu_);
+  if (status.role == raft::Role::kLeader) {
+    if (leader_term_ == status.term) return;
+    leader_term_ = status.term;
+    active_ = false;
+    const uint64_t term = status.term;
+    // Every grant committed before we lead must be applied before we time leases.
+    consensus_.Barrier([this, term](absl::Status barrier) {
+      if (!barrier.ok()) {
+        ZLOG_WARNING("lease timing not started: %s", std::string(barrier.message()));
+        return;
+      }
+      Activate(term);
+    });
+    return;
+  }
+  if (leader_term_ != 0) ZLOG_INFO("not the leader: lease timing handed over");
+  leader_term_ = 0;
+  active_ = false;
+  keeper_.Clear();
+}
+
+void LeaseExpirer::Activate(uint64_t term) {
+  absl::StatusOr<directory::v1::ListLeasesResponse> leases = store_.ListLeases();
+  absl::MutexLock lock(&mu_);
+  if (leader_term_ != term) return;  // lost leadership meanwhile
+  if (!leases.ok()) {
+    ZLOG_ERROR("loading leases failed: %s", std::string(leases.status().message()));
+    return;
+  }
+  keeper_.Clear();
+  for (const directory::v1::Lease& lease : leases->leases()) {
+    keeper_.Track(lease.id(), lease.ttl_ms());
+  }
+  active_ = true;
+  changed_ = true;
+  ZLOG_INFO("timing %d leases, each with a fresh TTL", leases->leases_size());
+}
+
 void LeaseExpirer::OnApplied(const state::v1::Command& command,
                              const store::CommandResult& result) {
   if (!result.status.ok()) return;
+  for (int64_t id : result.leases_deleted) keeper_.Forget(id);
   if (command.has_grant_lease()) {
-    keeper_.Track(result.lease_id, command.grant_lease().ttl_ms());
     absl::MutexLock lock(&mu_);
+    if (!active_) return;
+    keeper_.Track(result.lease_id, command.grant_lease().ttl_ms());
     changed_ = true;
   }
-  for (int64_t id : result.leases_deleted) keeper_.Forget(id);
 }
 
 void LeaseExpirer::Run() {
@@ -65,7 +114,7 @@ void LeaseExpirer::Run() {
                          });
     }
     // Sleep until the next deadline (at most 1 s, so released leases are retried), or until a
-    // grant or stop wakes us.
+    // grant, an activation or Stop wakes us.
     std::optional<int64_t> next = keeper_.NextDeadlineMs();
     int64_t wait_ms = 1000;
     if (next) wait_ms = std::clamp<int64_t>(*next - clock.NowMs(), 0, 1000);

@@ -54,6 +54,11 @@ CREATE TABLE registrations (
   PRIMARY KEY (exchange, topic, server, kind, pool, node)
 ) WITHOUT ROWID;
 CREATE INDEX registrations_by_node ON registrations (node);
+CREATE TABLE members (
+  id INTEGER PRIMARY KEY,
+  raft_address TEXT NOT NULL,
+  grpc_address TEXT NOT NULL
+);
 CREATE TABLE events (
   revision INTEGER NOT NULL,
   seq INTEGER NOT NULL,
@@ -188,6 +193,12 @@ class SqliteStore::Writer {
         break;
       case state::v1::Command::kDeleteRegistration:
         st = DeleteRegistration(command.delete_registration());
+        break;
+      case state::v1::Command::kSetMember:
+        st = SetMember(command.set_member());
+        break;
+      case state::v1::Command::kRemoveMember:
+        st = RemoveMember(command.remove_member());
         break;
       case state::v1::Command::OP_NOT_SET:
         result->status = absl::InvalidArgumentError("empty command");
@@ -536,6 +547,46 @@ class SqliteStore::Writer {
     if (absl::Status st = Done(conn_, *stmt, "deleting registration"); !st.ok()) return st;
     result_->registration = reg;
     return AddEvent(dir::Event::TYPE_DELETE, nullptr, &reg);
+  }
+
+  // Members are not watched objects, but a change still bumps the revision.
+  absl::Status SetMember(const state::v1::SetMember& cmd) {
+    absl::StatusOr<Statement> find =
+        conn_.Prepare("SELECT raft_address, grpc_address FROM members WHERE id = ?");
+    if (!find.ok()) return find.status();
+    BindInt(*find, 1, static_cast<int64_t>(cmd.id()));
+    int rc = sqlite3_step(*find);
+    if (rc == SQLITE_ROW && ColumnText(*find, 0) == cmd.raft_address() &&
+        ColumnText(*find, 1) == cmd.grpc_address()) {
+      return absl::OkStatus();  // unchanged
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      return SqliteError(conn_.get(), rc, "reading member");
+    }
+    absl::StatusOr<Statement> stmt = conn_.Prepare(
+        "INSERT OR REPLACE INTO members (id, raft_address, grpc_address) VALUES (?, ?, ?)");
+    if (!stmt.ok()) return stmt.status();
+    BindInt(*stmt, 1, static_cast<int64_t>(cmd.id()));
+    BindText(*stmt, 2, cmd.raft_address());
+    BindText(*stmt, 3, cmd.grpc_address());
+    if (absl::Status st = Done(conn_, *stmt, absl::StrCat("persisting member ", cmd.id()));
+        !st.ok()) {
+      return st;
+    }
+    Bump();
+    return absl::OkStatus();
+  }
+
+  absl::Status RemoveMember(const state::v1::RemoveMember& cmd) {
+    absl::StatusOr<Statement> stmt = conn_.Prepare("DELETE FROM members WHERE id = ?");
+    if (!stmt.ok()) return stmt.status();
+    BindInt(*stmt, 1, static_cast<int64_t>(cmd.id()));
+    if (absl::Status st = Done(conn_, *stmt, absl::StrCat("deleting member ", cmd.id()));
+        !st.ok()) {
+      return st;
+    }
+    if (sqlite3_changes(conn_.get()) > 0) Bump();
+    return absl::OkStatus();
   }
 
   Connection& conn_;
@@ -980,6 +1031,28 @@ absl::StatusOr<ChangesSince> SqliteStore::ReadChanges(const WatchFilter& filter,
     return st;
   }
   return changes;
+}
+
+absl::StatusOr<std::vector<state::v1::SetMember>> SqliteStore::Members() {
+  absl::MutexLock lock(&read_mu_);
+  Connection& conn = *reader_;
+  ReadTxn txn(conn);
+  if (absl::Status st = txn.Begin(); !st.ok()) return st;
+  absl::StatusOr<Statement> stmt =
+      conn.Prepare("SELECT id, raft_address, grpc_address FROM members ORDER BY id");
+  if (!stmt.ok()) return stmt.status();
+  std::vector<state::v1::SetMember> members;
+  if (absl::Status st = ForEachRow(conn, *stmt, "listing members",
+                                   [&](sqlite3_stmt* s) {
+                                     state::v1::SetMember& m = members.emplace_back();
+                                     m.set_id(static_cast<uint64_t>(sqlite3_column_int64(s, 0)));
+                                     m.set_raft_address(ColumnText(s, 1));
+                                     m.set_grpc_address(ColumnText(s, 2));
+                                   });
+      !st.ok()) {
+    return st;
+  }
+  return members;
 }
 
 absl::StatusOr<StoreStats> SqliteStore::Stats() {

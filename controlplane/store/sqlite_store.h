@@ -46,6 +46,7 @@ class SqliteStore final : public Store {
   absl::StatusOr<dir::Lease> GetLease(int64_t id) override;
   absl::StatusOr<ChangesSince> ReadChanges(const WatchFilter& filter, int64_t start_revision,
                                            bool want_snapshot) override;
+  absl::StatusOr<std::vector<state::v1::SetMember>> Members() override;
   absl::StatusOr<StoreStats> Stats() override;
   absl::StatusOr<std::string> Snapshot() override;
   absl::Status Restore(absl::string_view image) override;

@@ -118,6 +118,8 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<ChangesSince> ReadChanges(const WatchFilter& filter,
                                                                  int64_t start_revision,
                                                                  bool want_snapshot) = 0;
+  // Replica addresses recorded by SetMember commands, by id.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<state::v1::SetMember>> Members() = 0;
   [[nodiscard]] virtual absl::StatusOr<StoreStats> Stats() = 0;
 
   // The whole state (including applied index and history) as an opaque image.

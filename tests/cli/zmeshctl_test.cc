@@ -471,7 +471,7 @@ TEST_F(WatchTest, PrintsPutAndDeleteEventsAndExitsZeroOnSigterm) {
       << "stdout: " << Out() << "\nstderr: " << Err();
   std::vector<std::string> lines = Lines(Out());
   ASSERT_EQ(lines.size(), 3u) << Out();
-  EXPECT_THAT(lines[0], ::testing::MatchesRegex("rev=1 PUT node w1 host=10.1.0.1 .*"));
+  EXPECT_THAT(lines[0], ::testing::MatchesRegex("rev=2 PUT node w1 host=10.1.0.1 .*"));
   EXPECT_THAT(lines[1], ::testing::MatchesRegex("rev=[0-9]+ " + put));
   EXPECT_THAT(lines[2], ::testing::MatchesRegex("rev=[0-9]+ " + del));
 
@@ -542,12 +542,12 @@ TEST_F(WatchTest, ResumesOnTheNextReplicaAfterTheLastRevision) {
   CtlOkAt(second, {"topics", "register", "after", "--node", "w1", "--server", "s"});
   EXPECT_TRUE(Eventually([&] { return absl::StrContains(Out(), "openstack/after"); }, 10000))
       << "stdout: " << Out() << "\nstderr: " << Err();
-  EXPECT_THAT(Err(), HasSubstr("resuming from revision 3 on " + second));
-  // Revision 2 was not delivered twice.
+  EXPECT_THAT(Err(), HasSubstr("resuming from revision 4 on " + second));
+  // Revision 3 was not delivered twice (revision 1 is the replica's own address record).
   std::vector<std::string> lines = Lines(Out());
   ASSERT_EQ(lines.size(), 2u) << Out();
-  EXPECT_THAT(lines[0], HasSubstr("rev=2 PUT registration openstack/before"));
-  EXPECT_THAT(lines[1], HasSubstr("rev=3 PUT registration openstack/after"));
+  EXPECT_THAT(lines[0], HasSubstr("rev=3 PUT registration openstack/before"));
+  EXPECT_THAT(lines[1], HasSubstr("rev=4 PUT registration openstack/after"));
   StopAndExpectExitZero(*watch);
 }
 

@@ -51,13 +51,11 @@ absl::Status DirectoryProcess::Launch() {
         absl::StrCat("removing stale ready file ", ready_path_, ": ", error.message()));
   }
 
-  std::vector<std::string> argv = {BinPath("zmesh-directory"),
-                                   "--data-dir",
-                                   data_dir_,
-                                   "--listen",
+  std::vector<std::string> argv = {BinPath("zmesh-directory"), "--data-dir", data_dir_, "--listen",
                                    "127.0.0.1:0",
-                                   "--ready-file",
-                                   ready_path_};
+                                   // A one-member cluster nobody joins needs no fixed Raft
+                                   // port; extra_args may name one (the last flag wins).
+                                   "--raft-listen", "127.0.0.1:0", "--ready-file", ready_path_};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   absl::StatusOr<std::unique_ptr<Subprocess>> process =
       Subprocess::Start(argv, log_path_, log_path_);

@@ -1,0 +1,314 @@
+#include "controlplane/service/leader_router.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "common/log.h"
+#include "controlplane/service/lease_expirer.h"
+#include "controlplane/service/status_conversion.h"
+
+namespace zmesh::service {
+namespace {
+
+namespace dir = ::zmesh::directory::v1;
+
+// Pause between attempts while there is no leader (an election takes ~0.3 s).
+constexpr int64_t kRetryPauseMs = 20;
+// Longest a forwarded request may take when the client set no deadline.
+constexpr int64_t kMaxForwardMs = 30000;
+
+int64_t NowMs() { return SystemClock::Get().NowMs(); }
+
+void SetDeadline(grpc::ClientContext& context, int64_t deadline_ms) {
+  const int64_t remaining = std::max<int64_t>(1, deadline_ms - NowMs());
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(remaining));
+}
+
+}  // namespace
+
+bool NotDelivered(const absl::Status& status) {
+  // gRPC says so when it could not connect at all: nothing was sent.
+  return status.code() == absl::StatusCode::kUnavailable &&
+         (absl::StrContains(status.message(), "failed to connect") ||
+          absl::StrContains(status.message(), "Connection refused") ||
+          absl::StrContains(status.message(), "no leader") ||
+          absl::StrContains(status.message(), "address of leader"));
+}
+
+state::v1::CommandOutcome ToOutcome(const store::CommandResult& result) {
+  state::v1::CommandOutcome outcome;
+  outcome.set_code(static_cast<int32_t>(result.status.code()));
+  outcome.set_message(std::string(result.status.message()));
+  outcome.set_revision(result.revision);
+  for (const dir::Event& event : result.events) *outcome.add_events() = event;
+  outcome.set_lease_id(result.lease_id);
+  *outcome.mutable_node() = result.node;
+  *outcome.mutable_registration() = result.registration;
+  outcome.set_created(result.created);
+  for (int64_t id : result.leases_deleted) outcome.add_leases_deleted(id);
+  for (const std::string& node : result.nodes_deleted) outcome.add_nodes_deleted(node);
+  outcome.set_registrations_deleted(result.registrations_deleted);
+  return outcome;
+}
+
+store::CommandResult FromOutcome(const state::v1::CommandOutcome& outcome) {
+  store::CommandResult result;
+  result.status = absl::Status(static_cast<absl::StatusCode>(outcome.code()), outcome.message());
+  result.revision = outcome.revision();
+  result.events.assign(outcome.events().begin(), outcome.events().end());
+  result.lease_id = outcome.lease_id();
+  result.node = outcome.node();
+  result.registration = outcome.registration();
+  result.created = outcome.created();
+  result.leases_deleted.assign(outcome.leases_deleted().begin(), outcome.leases_deleted().end());
+  result.nodes_deleted.assign(outcome.nodes_deleted().begin(), outcome.nodes_deleted().end());
+  result.registrations_deleted = outcome.registrations_deleted();
+  return result;
+}
+
+LeaderRouter::LeaderRouter(raft::Consensus& consensus, store::Store& store, LeaseExpirer& expirer,
+                           TimerQueue& timers, int64_t leader_wait_ms)
+    : consensus_(consensus),
+      store_(store),
+      expirer_(expirer),
+      timers_(timers),
+      leader_wait_ms_(leader_wait_ms) {}
+
+int64_t LeaderRouter::DeadlineFor(std::chrono::system_clock::time_point grpc_deadline) const {
+  const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             grpc_deadline - std::chrono::system_clock::now())
+                             .count();
+  return NowMs() + std::clamp<int64_t>(remaining, 0, kMaxForwardMs);
+}
+
+absl::StatusOr<LeaderRouter::Channel*> LeaderRouter::LeaderChannel() {
+  const raft::ConsensusStatus status = consensus_.status();
+  if (status.leader_id == 0) return absl::UnavailableError("no leader elected yet");
+  std::string address;
+  absl::StatusOr<std::vector<state::v1::SetMember>> members = store_.Members();
+  if (!members.ok()) return members.status();
+  for (const state::v1::SetMember& member : *members) {
+    if (member.id() == status.leader_id) address = member.grpc_address();
+  }
+  if (address.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("address of leader ", status.leader_id, " not known yet"));
+  }
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<Channel>& channel = channels_[address];
+  if (channel == nullptr) {
+    channel = std::make_unique<Channel>();
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+    channel->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    channel->peer = peer::v1::Peer::NewStub(channel->channel);
+    channel->cluster = dir::Cluster::NewStub(channel->channel);
+  }
+  return channel.get();
+}
+
+std::string LeaderRouter::LeaderGrpcAddress() {
+  const raft::ConsensusStatus status = consensus_.status();
+  absl::StatusOr<std::vector<state::v1::SetMember>> members = store_.Members();
+  if (!members.ok() || status.leader_id == 0) return "";
+  for (const state::v1::SetMember& member : *members) {
+    if (member.id() == status.leader_id) return member.grpc_address();
+  }
+  return "";
+}
+
+absl::StatusOr<std::shared_ptr<dir::Cluster::Stub>> LeaderRouter::LeaderClusterStub() {
+  absl::StatusOr<Channel*> channel = LeaderChannel();
+  if (!channel.ok()) return channel.status();
+  return (*channel)->cluster;
+}
+
+namespace {
+
+// One routed operation: tries, and tries again after a pause while no leader answers.
+template <typename Result>
+struct RoutedOp : std::enable_shared_from_this<RoutedOp<Result>> {
+  using DoneFn = absl::AnyInvocable<void(Result) &&>;
+  TimerQueue* timers;
+  const std::atomic<bool>* stopping;
+  int64_t deadline_ms;
+  absl::AnyInvocable<void(std::shared_ptr<RoutedOp>)> attempt;
+  DoneFn done;
+
+  void Run() {
+    if (stopping->load()) {
+      Finish(absl::UnavailableError("directory replica is shutting down"));
+      return;
+    }
+    attempt(this->shared_from_this());
+  }
+  void Finish(Result result) {
+    if (done) std::move(done)(std::move(result));
+  }
+  // A retryable failure: try again after a pause, or give up with UNAVAILABLE.
+  void RetryOrFail(const absl::Status& why) {
+    if (!stopping->load() && NowMs() + kRetryPauseMs < deadline_ms) {
+      timers->RunAfter(kRetryPauseMs, [self = this->shared_from_this()] { self->Run(); });
+      return;
+    }
+    Finish(
+        absl::UnavailableError(absl::StrCat("directory has no reachable leader: ", why.message())));
+  }
+};
+
+template <typename Result>
+std::shared_ptr<RoutedOp<Result>> MakeOp(TimerQueue& timers, const std::atomic<bool>& stopping,
+                                         int64_t deadline_ms,
+                                         absl::AnyInvocable<void(Result) &&> done) {
+  auto op = std::make_shared<RoutedOp<Result>>();
+  op->timers = &timers;
+  op->stopping = &stopping;
+  op->deadline_ms = deadline_ms;
+  op->done = std::move(done);
+  return op;
+}
+
+}  // namespace
+
+void LeaderRouter::Propose(state::v1::Command command, int64_t deadline_ms,
+                           raft::Consensus::Done done) {
+  using Result = absl::StatusOr<store::CommandResult>;
+  auto op = MakeOp<Result>(timers_, stopping_, std::min(deadline_ms, NowMs() + leader_wait_ms_),
+                           std::move(done));
+  op->attempt = [this, command = std::move(command),
+                 deadline_ms](std::shared_ptr<RoutedOp<Result>> op) {
+    if (consensus_.status().role == raft::Role::kLeader) {
+      consensus_.Propose(command, [op](Result result) {
+        if (!result.ok() && raft::IsNotLeader(result.status())) {
+          op->RetryOrFail(result.status());
+          return;
+        }
+        op->Finish(std::move(result));
+      });
+      return;
+    }
+    absl::StatusOr<Channel*> channel = LeaderChannel();
+    if (!channel.ok()) {
+      op->RetryOrFail(channel.status());
+      return;
+    }
+    struct Call {
+      grpc::ClientContext context;
+      peer::v1::ProposeRequest request;
+      peer::v1::ProposeResponse response;
+    };
+    auto call = std::make_shared<Call>();
+    SetDeadline(call->context, deadline_ms);
+    *call->request.mutable_command() = command;
+    (*channel)->peer->async()->Propose(
+        &call->context, &call->request, &call->response, [op, call](grpc::Status status) {
+          absl::Status st = FromGrpcStatus(status);
+          if (st.ok()) {
+            op->Finish(FromOutcome(call->response.outcome()));
+          } else if (raft::IsNotLeader(st) || NotDelivered(st)) {
+            op->RetryOrFail(st);
+          } else {
+            op->Finish(
+                absl::Status(st.code(), absl::StrCat("forwarding to the leader: ", st.message())));
+          }
+        });
+  };
+  op->Run();
+}
+
+void LeaderRouter::ReadBarrier(dir::Consistency consistency, int64_t deadline_ms, StatusDone done) {
+  if (consistency == dir::CONSISTENCY_STALE) {
+    std::move(done)(absl::OkStatus());
+    return;
+  }
+  auto op = MakeOp<absl::Status>(timers_, stopping_,
+                                 std::min(deadline_ms, NowMs() + leader_wait_ms_), std::move(done));
+  op->attempt = [this, deadline_ms](std::shared_ptr<RoutedOp<absl::Status>> op) {
+    if (consensus_.status().role == raft::Role::kLeader) {
+      consensus_.Barrier([op](absl::Status status) {
+        if (raft::IsNotLeader(status)) {
+          op->RetryOrFail(status);
+        } else {
+          op->Finish(status);
+        }
+      });
+      return;
+    }
+    absl::StatusOr<Channel*> channel = LeaderChannel();
+    if (!channel.ok()) {
+      op->RetryOrFail(channel.status());
+      return;
+    }
+    struct Call {
+      grpc::ClientContext context;
+      peer::v1::ReadIndexRequest request;
+      peer::v1::ReadIndexResponse response;
+    };
+    auto call = std::make_shared<Call>();
+    SetDeadline(call->context, deadline_ms);
+    (*channel)->peer->async()->ReadIndex(&call->context, &call->request, &call->response,
+                                         [this, op, call, deadline_ms](grpc::Status status) {
+                                           absl::Status st = FromGrpcStatus(status);
+                                           if (!st.ok()) {
+                                             // A read has no side effect: any failure may be
+                                             // retried.
+                                             op->RetryOrFail(st);
+                                             return;
+                                           }
+                                           consensus_.WaitApplied(
+                                               call->response.index(),
+                                               std::max<int64_t>(1, deadline_ms - NowMs()),
+                                               [op](absl::Status applied) { op->Finish(applied); });
+                                         });
+  };
+  op->Run();
+}
+
+void LeaderRouter::RenewLease(int64_t id, int64_t deadline_ms,
+                              absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&> done) {
+  using Result = absl::StatusOr<int64_t>;
+  auto op = MakeOp<Result>(timers_, stopping_, std::min(deadline_ms, NowMs() + leader_wait_ms_),
+                           std::move(done));
+  op->attempt = [this, id, deadline_ms](std::shared_ptr<RoutedOp<Result>> op) {
+    if (consensus_.status().role == raft::Role::kLeader) {
+      Result ttl = expirer_.Renew(id);
+      if (!ttl.ok() && ttl.status().code() == absl::StatusCode::kUnavailable) {
+        op->RetryOrFail(ttl.status());  // the new leader is still loading its leases
+      } else {
+        op->Finish(std::move(ttl));
+      }
+      return;
+    }
+    absl::StatusOr<Channel*> channel = LeaderChannel();
+    if (!channel.ok()) {
+      op->RetryOrFail(channel.status());
+      return;
+    }
+    struct Call {
+      grpc::ClientContext context;
+      peer::v1::RenewLeaseRequest request;
+      peer::v1::RenewLeaseResponse response;
+    };
+    auto call = std::make_shared<Call>();
+    SetDeadline(call->context, deadline_ms);
+    call->request.set_id(id);
+    (*channel)->peer->async()->RenewLease(
+        &call->context, &call->request, &call->response, [op, call](grpc::Status status) {
+          absl::Status st = FromGrpcStatus(status);
+          if (st.ok()) {
+            op->Finish(call->response.ttl_ms());
+          } else if (st.code() == absl::StatusCode::kNotFound ||
+                     st.code() == absl::StatusCode::kInvalidArgument) {
+            op->Finish(st);
+          } else {
+            op->RetryOrFail(st);  // renewing twice is harmless
+          }
+        });
+  };
+  op->Run();
+}
+
+}  // namespace zmesh::service

@@ -1,0 +1,89 @@
+// LeaderRouter: lets any replica answer any request. Writes go to the leader (proposed locally
+// when this replica leads, forwarded over zmesh.peer.v1.Peer otherwise); linearizable reads
+// wait until this replica has applied what the leader had committed when the read began;
+// lease renewals go to the leader, where lease timing lives. While there is no leader (an
+// election), requests wait briefly and then fail with UNAVAILABLE, never with a wrong answer.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <grpcpp/channel.h>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/timer_queue.h"
+#include "controlplane/raft/consensus.h"
+#include "controlplane/store/store.h"
+#include "zmesh/directory/v1/cluster.grpc.pb.h"
+#include "zmesh/directory/v1/types.pb.h"
+#include "zmesh/peer/v1/peer.grpc.pb.h"
+
+namespace zmesh::service {
+
+class LeaseExpirer;
+
+// Conversions between the in-process result and its wire form.
+state::v1::CommandOutcome ToOutcome(const store::CommandResult& result);
+store::CommandResult FromOutcome(const state::v1::CommandOutcome& outcome);
+
+// Thread-safe.
+class LeaderRouter {
+ public:
+  using StatusDone = absl::AnyInvocable<void(absl::Status) &&>;
+
+  // All references must outlive the router. `expirer` answers renewals on the leader.
+  LeaderRouter(raft::Consensus& consensus, store::Store& store, LeaseExpirer& expirer,
+               TimerQueue& timers, int64_t leader_wait_ms);
+  LeaderRouter(const LeaderRouter&) = delete;
+  LeaderRouter& operator=(const LeaderRouter&) = delete;
+
+  // Applies `command` through the leader. `deadline_ms` (monotonic clock) bounds the whole
+  // attempt, including waiting for an election. Same result contract as Consensus::Propose.
+  void Propose(state::v1::Command command, int64_t deadline_ms, raft::Consensus::Done done);
+  // Calls done(OK) when a read served by this replica now is linearizable (or at once for a
+  // stale read).
+  void ReadBarrier(directory::v1::Consistency consistency, int64_t deadline_ms, StatusDone done);
+  // Renews a lease on the leader; NOT_FOUND for an unknown/expired lease, UNAVAILABLE when no
+  // leader answered in time.
+  void RenewLease(int64_t id, int64_t deadline_ms,
+                  absl::AnyInvocable<void(absl::StatusOr<int64_t>) &&> done);
+
+  // From now on operations fail with UNAVAILABLE instead of waiting or retrying (shutdown).
+  void Stop() { stopping_ = true; }
+
+  // The leader's gRPC address when it is known ("" otherwise), and a Cluster stub for it.
+  std::string LeaderGrpcAddress();
+  absl::StatusOr<std::shared_ptr<directory::v1::Cluster::Stub>> LeaderClusterStub();
+
+  // Monotonic deadline for a request with this gRPC deadline (capped for retries).
+  int64_t DeadlineFor(std::chrono::system_clock::time_point grpc_deadline) const;
+
+ private:
+  struct Channel {
+    std::shared_ptr<grpc::Channel> channel;
+    std::unique_ptr<peer::v1::Peer::Stub> peer;
+    std::shared_ptr<directory::v1::Cluster::Stub> cluster;
+  };
+  // The leader's channel, or an error saying why there is none (retryable).
+  absl::StatusOr<Channel*> LeaderChannel();
+  raft::Consensus& consensus_;
+  store::Store& store_;
+  LeaseExpirer& expirer_;
+  TimerQueue& timers_;
+  const int64_t leader_wait_ms_;
+  std::atomic<bool> stopping_{false};
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::unique_ptr<Channel>> channels_ ABSL_GUARDED_BY(mu_);
+};
+
+// Is this forwarding failure one where the request surely did not reach the leader (so it is
+// safe to send it again)?
+bool NotDelivered(const absl::Status& status);
+
+}  // namespace zmesh::service

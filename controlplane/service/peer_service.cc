@@ -1,0 +1,53 @@
+#include "controlplane/service/peer_service.h"
+
+#include "controlplane/service/leader_router.h"
+#include "controlplane/service/status_conversion.h"
+
+namespace zmesh::service {
+
+grpc::ServerUnaryReactor* PeerService::Propose(grpc::CallbackServerContext* context,
+                                               const peer::v1::ProposeRequest* request,
+                                               peer::v1::ProposeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (request->command().op_case() == state::v1::Command::OP_NOT_SET) {
+    reactor->Finish(ToGrpcStatus(absl::InvalidArgumentError("command: empty")));
+    return reactor;
+  }
+  // Proposed here or refused: a forwarded command is never forwarded again.
+  consensus_.Propose(request->command(),
+                     [reactor, response](absl::StatusOr<store::CommandResult> result) {
+                       if (!result.ok()) {
+                         reactor->Finish(ToGrpcStatus(result.status()));
+                         return;
+                       }
+                       *response->mutable_outcome() = ToOutcome(*result);
+                       reactor->Finish(grpc::Status::OK);
+                     });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PeerService::ReadIndex(grpc::CallbackServerContext* context,
+                                                 const peer::v1::ReadIndexRequest* /*request*/,
+                                                 peer::v1::ReadIndexResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  consensus_.Barrier([this, reactor, response](absl::Status status) {
+    if (status.ok()) response->set_index(store_.applied_index());
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PeerService::RenewLease(grpc::CallbackServerContext* context,
+                                                  const peer::v1::RenewLeaseRequest* request,
+                                                  peer::v1::RenewLeaseResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<int64_t> ttl =
+      consensus_.status().role == raft::Role::kLeader
+          ? expirer_.Renew(request->id())
+          : absl::StatusOr<int64_t>(raft::NotLeaderError(consensus_.status().leader_id));
+  if (ttl.ok()) response->set_ttl_ms(*ttl);
+  reactor->Finish(ToGrpcStatus(ttl.status()));
+  return reactor;
+}
+
+}  // namespace zmesh::service
