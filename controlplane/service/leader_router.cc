@@ -2,12 +2,14 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "controlplane/service/lease_expirer.h"
 #include "controlplane/service/status_conversion.h"
+#include "controlplane/store/outcome.h"
 
 namespace zmesh::service {
 namespace {
@@ -37,44 +39,14 @@ bool NotDelivered(const absl::Status& status) {
           absl::StrContains(status.message(), "address of leader"));
 }
 
-state::v1::CommandOutcome ToOutcome(const store::CommandResult& result) {
-  state::v1::CommandOutcome outcome;
-  outcome.set_code(static_cast<int32_t>(result.status.code()));
-  outcome.set_message(std::string(result.status.message()));
-  outcome.set_revision(result.revision);
-  for (const dir::Event& event : result.events) *outcome.add_events() = event;
-  outcome.set_lease_id(result.lease_id);
-  *outcome.mutable_node() = result.node;
-  *outcome.mutable_registration() = result.registration;
-  outcome.set_created(result.created);
-  for (int64_t id : result.leases_deleted) outcome.add_leases_deleted(id);
-  for (const std::string& node : result.nodes_deleted) outcome.add_nodes_deleted(node);
-  outcome.set_registrations_deleted(result.registrations_deleted);
-  return outcome;
-}
-
-store::CommandResult FromOutcome(const state::v1::CommandOutcome& outcome) {
-  store::CommandResult result;
-  result.status = absl::Status(static_cast<absl::StatusCode>(outcome.code()), outcome.message());
-  result.revision = outcome.revision();
-  result.events.assign(outcome.events().begin(), outcome.events().end());
-  result.lease_id = outcome.lease_id();
-  result.node = outcome.node();
-  result.registration = outcome.registration();
-  result.created = outcome.created();
-  result.leases_deleted.assign(outcome.leases_deleted().begin(), outcome.leases_deleted().end());
-  result.nodes_deleted.assign(outcome.nodes_deleted().begin(), outcome.nodes_deleted().end());
-  result.registrations_deleted = outcome.registrations_deleted();
-  return result;
-}
-
 LeaderRouter::LeaderRouter(raft::Consensus& consensus, store::Store& store, LeaseExpirer& expirer,
                            TimerQueue& timers, int64_t leader_wait_ms)
     : consensus_(consensus),
       store_(store),
       expirer_(expirer),
       timers_(timers),
-      leader_wait_ms_(leader_wait_ms) {}
+      leader_wait_ms_(leader_wait_ms),
+      request_nonce_(absl::Uniform<uint64_t>(absl::BitGen())) {}
 
 int64_t LeaderRouter::DeadlineFor(std::chrono::system_clock::time_point grpc_deadline) const {
   const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -176,13 +148,20 @@ std::shared_ptr<RoutedOp<Result>> MakeOp(TimerQueue& timers, const std::atomic<b
 void LeaderRouter::Propose(state::v1::Command command, int64_t deadline_ms,
                            raft::Consensus::Done done) {
   using Result = absl::StatusOr<store::CommandResult>;
+  // With a request id the state machine applies the command at most once, so every attempt
+  // whose fate is unknown (a leader died mid-write) can simply be sent again.
+  if (command.request_id().empty()) {
+    command.set_request_id(
+        absl::StrCat(consensus_.status().id, "-", request_nonce_, "-", next_request_.fetch_add(1)));
+  }
   auto op = MakeOp<Result>(timers_, stopping_, std::min(deadline_ms, NowMs() + leader_wait_ms_),
                            std::move(done));
   op->attempt = [this, command = std::move(command),
                  deadline_ms](std::shared_ptr<RoutedOp<Result>> op) {
     if (consensus_.status().role == raft::Role::kLeader) {
       consensus_.Propose(command, [op](Result result) {
-        if (!result.ok() && raft::IsNotLeader(result.status())) {
+        if (!result.ok() && (raft::IsNotLeader(result.status()) ||
+                             result.status().code() == absl::StatusCode::kUnavailable)) {
           op->RetryOrFail(result.status());
           return;
         }
@@ -207,9 +186,9 @@ void LeaderRouter::Propose(state::v1::Command command, int64_t deadline_ms,
         &call->context, &call->request, &call->response, [op, call](grpc::Status status) {
           absl::Status st = FromGrpcStatus(status);
           if (st.ok()) {
-            op->Finish(FromOutcome(call->response.outcome()));
-          } else if (raft::IsNotLeader(st) || NotDelivered(st)) {
-            op->RetryOrFail(st);
+            op->Finish(store::FromOutcome(call->response.outcome()));
+          } else if (raft::IsNotLeader(st) || st.code() == absl::StatusCode::kUnavailable) {
+            op->RetryOrFail(st);  // safe: the request id suppresses a second application
           } else {
             op->Finish(
                 absl::Status(st.code(), absl::StrCat("forwarding to the leader: ", st.message())));

@@ -28,10 +28,6 @@ namespace zmesh::service {
 
 class LeaseExpirer;
 
-// Conversions between the in-process result and its wire form.
-state::v1::CommandOutcome ToOutcome(const store::CommandResult& result);
-store::CommandResult FromOutcome(const state::v1::CommandOutcome& outcome);
-
 // Thread-safe.
 class LeaderRouter {
  public:
@@ -78,6 +74,9 @@ class LeaderRouter {
   TimerQueue& timers_;
   const int64_t leader_wait_ms_;
   std::atomic<bool> stopping_{false};
+  // Request ids: "<replica id>-<nonce>-<counter>", unique across restarts of this replica.
+  const uint64_t request_nonce_;
+  std::atomic<uint64_t> next_request_{1};
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Channel>> channels_ ABSL_GUARDED_BY(mu_);
 };

@@ -1,7 +1,7 @@
 #include "controlplane/service/peer_service.h"
 
-#include "controlplane/service/leader_router.h"
 #include "controlplane/service/status_conversion.h"
+#include "controlplane/store/outcome.h"
 
 namespace zmesh::service {
 
@@ -20,7 +20,7 @@ grpc::ServerUnaryReactor* PeerService::Propose(grpc::CallbackServerContext* cont
                          reactor->Finish(ToGrpcStatus(result.status()));
                          return;
                        }
-                       *response->mutable_outcome() = ToOutcome(*result);
+                       *response->mutable_outcome() = store::ToOutcome(*result);
                        reactor->Finish(grpc::Status::OK);
                      });
   return reactor;

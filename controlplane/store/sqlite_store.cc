@@ -9,11 +9,15 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "controlplane/store/outcome.h"
 
 namespace zmesh::store {
 namespace {
 
 constexpr int kSchemaVersion = 1;
+// Request ids of commands applied within this many log indexes are remembered (duplicates of
+// them are not applied again). Part of the deterministic state: a constant, not an option.
+constexpr int64_t kRequestWindow = 100000;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE state (
@@ -59,6 +63,12 @@ CREATE TABLE members (
   raft_address TEXT NOT NULL,
   grpc_address TEXT NOT NULL
 );
+CREATE TABLE requests (
+  id TEXT PRIMARY KEY,
+  idx INTEGER NOT NULL,
+  outcome BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX requests_by_index ON requests (idx);
 CREATE TABLE events (
   revision INTEGER NOT NULL,
   seq INTEGER NOT NULL,
@@ -727,6 +737,17 @@ absl::StatusOr<std::vector<CommandResult>> SqliteStore::ApplyBatch(
       results[i].revision = counters_.revision;
       continue;
     }
+    const std::string& request_id = entry.command->request_id();
+    if (!request_id.empty()) {
+      absl::StatusOr<std::optional<CommandResult>> earlier = FindRequest(conn, request_id);
+      if (!earlier.ok()) return fail(earlier.status());
+      if (earlier->has_value()) {  // a retry of a command already applied
+        results[i] = **std::move(earlier);
+        results[i].revision = counters_.revision;
+        counters_.applied_index = entry.index;
+        continue;
+      }
+    }
     if (absl::Status st = Exec(conn.get(), "SAVEPOINT command"); !st.ok()) return fail(st);
     Writer writer(conn, counters_, options_.history_revisions);
     if (absl::Status st = writer.Apply(*entry.command, &results[i]); !st.ok()) {
@@ -739,6 +760,11 @@ absl::StatusOr<std::vector<CommandResult>> SqliteStore::ApplyBatch(
       if (absl::Status st = Exec(conn.get(), "ROLLBACK TO command"); !st.ok()) return fail(st);
     }
     if (absl::Status st = Exec(conn.get(), "RELEASE command"); !st.ok()) return fail(st);
+    if (!request_id.empty()) {
+      if (absl::Status st = RememberRequest(conn, request_id, entry.index, results[i]); !st.ok()) {
+        return fail(st);
+      }
+    }
     counters_.applied_index = entry.index;
   }
   absl::StatusOr<Statement> stmt = conn.Prepare(
@@ -754,6 +780,38 @@ absl::StatusOr<std::vector<CommandResult>> SqliteStore::ApplyBatch(
   applied_index_ = counters_.applied_index;
   revision_ = counters_.revision;
   return results;
+}
+
+absl::StatusOr<std::optional<CommandResult>> SqliteStore::FindRequest(Connection& conn,
+                                                                      absl::string_view id) {
+  absl::StatusOr<Statement> stmt = conn.Prepare("SELECT outcome FROM requests WHERE id = ?");
+  if (!stmt.ok()) return stmt.status();
+  BindText(*stmt, 1, id);
+  int rc = sqlite3_step(*stmt);
+  if (rc == SQLITE_DONE) return std::optional<CommandResult>();
+  if (rc != SQLITE_ROW) return SqliteError(conn.get(), rc, "reading request");
+  state::v1::CommandOutcome outcome;
+  if (!outcome.ParseFromString(ColumnBlob(*stmt, 0))) {
+    return absl::DataLossError(absl::StrCat("corrupt outcome of request ", id));
+  }
+  return std::optional<CommandResult>(FromOutcome(outcome));
+}
+
+absl::Status SqliteStore::RememberRequest(Connection& conn, absl::string_view id, uint64_t index,
+                                          const CommandResult& result) {
+  state::v1::CommandOutcome outcome = ToOutcome(result);
+  outcome.clear_events();  // a retry returns the outcome; watchers already saw the events
+  absl::StatusOr<Statement> insert =
+      conn.Prepare("INSERT INTO requests (id, idx, outcome) VALUES (?, ?, ?)");
+  if (!insert.ok()) return insert.status();
+  BindText(*insert, 1, id);
+  BindInt(*insert, 2, static_cast<int64_t>(index));
+  BindBlob(*insert, 3, outcome.SerializeAsString());
+  if (absl::Status st = Done(conn, *insert, "remembering request"); !st.ok()) return st;
+  absl::StatusOr<Statement> trim = conn.Prepare("DELETE FROM requests WHERE idx <= ?");
+  if (!trim.ok()) return trim.status();
+  BindInt(*trim, 1, static_cast<int64_t>(index) - kRequestWindow);
+  return Done(conn, *trim, "forgetting old requests");
 }
 
 uint64_t SqliteStore::applied_index() const { return applied_index_.load(); }

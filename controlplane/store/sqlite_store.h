@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -65,6 +66,10 @@ class SqliteStore final : public Store {
   SqliteStore(SqliteStoreOptions options, std::unique_ptr<Connection> writer,
               std::unique_ptr<Connection> reader);
   absl::Status LoadCounters(Connection& conn, Counters* counters);
+  // Duplicate suppression (inside the write transaction).
+  absl::StatusOr<std::optional<CommandResult>> FindRequest(Connection& conn, absl::string_view id);
+  absl::Status RememberRequest(Connection& conn, absl::string_view id, uint64_t index,
+                               const CommandResult& result);
 
   const SqliteStoreOptions options_;
   mutable absl::Mutex write_mu_;
