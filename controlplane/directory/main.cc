@@ -13,6 +13,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "controlplane/service/directory_server.h"
+#include "controlplane/store/sqlite_store.h"
 
 ABSL_FLAG(std::string, data_dir, "", "Directory for the replica's state (required).");
 ABSL_FLAG(std::string, listen, "127.0.0.1:9500",
@@ -40,6 +41,9 @@ ABSL_FLAG(std::string, ready_file, "",
           "(for scripts and tests).");
 ABSL_FLAG(int64_t, history_revisions, 10000, "Revisions of change history kept for watchers.");
 ABSL_FLAG(int32_t, max_request_bytes, 1 << 20, "Largest request accepted, in bytes.");
+ABSL_FLAG(std::string, restore_backup, "",
+          "Create the replica's state from this backup of directory.db (made with sqlite3 "
+          ".backup) into an empty --data-dir, then exit. Start the replica normally afterwards.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(std::string, log_format, "text", "text or json.");
 
@@ -92,6 +96,22 @@ int main(int argc, char** argv) {
   zmesh::log::SetPrefix(absl::StrCat("directory-", absl::GetFlag(FLAGS_id)));
 
   if (absl::GetFlag(FLAGS_data_dir).empty()) return Fail("--data-dir is required");
+  if (const std::string backup = absl::GetFlag(FLAGS_restore_backup); !backup.empty()) {
+    const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+    std::error_code ec;
+    if (std::filesystem::exists(data_dir + "/raft", ec)) {
+      return Fail(
+          absl::StrCat("--restore-backup needs an empty data dir; ", data_dir, "/raft exists"));
+    }
+    std::filesystem::create_directories(data_dir, ec);
+    if (absl::Status st =
+            zmesh::store::SqliteStore::ImportBackup(backup, data_dir + "/directory.db");
+        !st.ok()) {
+      return Fail(absl::StrCat("restoring ", backup, ": ", st.message()));
+    }
+    std::printf("restored %s into %s; start the replica now\n", backup.c_str(), data_dir.c_str());
+    return 0;
+  }
   if (absl::GetFlag(FLAGS_history_revisions) < 1) {
     return Fail("--history-revisions must be at least 1");
   }

@@ -694,6 +694,40 @@ absl::StatusOr<std::unique_ptr<SqliteStore>> SqliteStore::Open(SqliteStoreOption
   return store;
 }
 
+absl::Status SqliteStore::ImportBackup(const std::string& backup_path,
+                                       const std::string& store_path) {
+  std::error_code ec;
+  if (std::filesystem::exists(store_path, ec)) {
+    return absl::FailedPreconditionError(absl::StrCat(store_path, " already exists"));
+  }
+  absl::StatusOr<SqliteDb> source = OpenSqlite(backup_path, SQLITE_OPEN_READONLY);
+  if (!source.ok()) return source.status();
+  Connection source_conn(*std::move(source));
+  Counters counters;
+  if (absl::Status st = LoadCounters(source_conn, &counters); !st.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(backup_path, " is not a zmesh directory store: ", st.message()));
+  }
+  absl::StatusOr<SqliteDb> target =
+      OpenSqlite(store_path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  if (!target.ok()) return target.status();
+  sqlite3_backup* backup = sqlite3_backup_init(target->get(), "main", source_conn.get(), "main");
+  if (backup == nullptr) {
+    return SqliteError(target->get(), sqlite3_errcode(target->get()), "importing backup");
+  }
+  int rc = sqlite3_backup_step(backup, -1);
+  sqlite3_backup_finish(backup);
+  if (rc != SQLITE_DONE) return SqliteError(target->get(), rc, "importing backup");
+  // The new Raft log starts at index 1: nothing of it is applied yet.
+  if (absl::Status st = Exec(target->get(),
+                             "PRAGMA journal_mode=WAL; "
+                             "UPDATE state SET applied_index = 0 WHERE id = 1");
+      !st.ok()) {
+    return st;
+  }
+  return absl::OkStatus();
+}
+
 SqliteStore::SqliteStore(SqliteStoreOptions options, std::unique_ptr<Connection> writer,
                          std::unique_ptr<Connection> reader)
     : options_(std::move(options)), writer_(std::move(writer)), reader_(std::move(reader)) {}

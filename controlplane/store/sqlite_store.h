@@ -34,6 +34,12 @@ class SqliteStore final : public Store {
       SqliteStoreOptions options);
   ~SqliteStore() override;
 
+  // Creates a store at `store_path` (which must not exist) from a backup of a store (a copy of
+  // directory.db, e.g. made with sqlite3's .backup), ready to start a new Raft log: the applied
+  // index is reset to 0, everything else is kept. INVALID_ARGUMENT if the backup is not a store.
+  [[nodiscard]] static absl::Status ImportBackup(const std::string& backup_path,
+                                                 const std::string& store_path);
+
   absl::StatusOr<std::vector<CommandResult>> ApplyBatch(const std::vector<Entry>& entries) override;
   uint64_t applied_index() const override;
   int64_t revision() const override;
@@ -65,7 +71,7 @@ class SqliteStore final : public Store {
 
   SqliteStore(SqliteStoreOptions options, std::unique_ptr<Connection> writer,
               std::unique_ptr<Connection> reader);
-  absl::Status LoadCounters(Connection& conn, Counters* counters);
+  static absl::Status LoadCounters(Connection& conn, Counters* counters);
   // Duplicate suppression (inside the write transaction).
   absl::StatusOr<std::optional<CommandResult>> FindRequest(Connection& conn, absl::string_view id);
   absl::Status RememberRequest(Connection& conn, absl::string_view id, uint64_t index,

@@ -1,6 +1,7 @@
 // A real zmesh-directory process driven through its gRPC API.
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
+#include <sqlite3.h>
 
 #include <thread>
 
@@ -482,6 +483,50 @@ TEST_F(DirectoryIntegrationTest, SecondDaemonOnTheSameDataDirIsRefused) {
   EXPECT_THAT(second->err, HasSubstr("in use by another zmesh-directory"));
   EXPECT_TRUE(NodeExists("node-x") == false);
   EXPECT_TRUE(daemon_->running());
+}
+
+// What an operator does with `sqlite3 directory.db ".backup FILE"` and --restore-backup.
+TEST_F(DirectoryIntegrationTest, RestoreFromBackupStartsANewClusterWithTheState) {
+  ASSERT_TRUE(RegisterNode("node-1").ok());
+  ASSERT_TRUE(Register("compute", "c1", "node-1").ok());
+  const std::string backup = dir_.path() + "/backup.db";
+  {
+    sqlite3* source = nullptr;
+    sqlite3* target = nullptr;
+    ASSERT_EQ(sqlite3_open_v2((daemon_->data_dir() + "/directory.db").c_str(), &source,
+                              SQLITE_OPEN_READONLY, nullptr),
+              SQLITE_OK);
+    ASSERT_EQ(sqlite3_open(backup.c_str(), &target), SQLITE_OK);
+    sqlite3_backup* copy = sqlite3_backup_init(target, "main", source, "main");
+    ASSERT_NE(copy, nullptr);
+    EXPECT_EQ(sqlite3_backup_step(copy, -1), SQLITE_DONE);
+    sqlite3_backup_finish(copy);
+    sqlite3_close(source);
+    sqlite3_close(target);
+  }
+  ASSERT_TRUE(daemon_->Stop().ok());
+
+  const std::string restored = dir_.path() + "/restored";
+  absl::StatusOr<testing::CommandResult> restore = testing::RunCommand(
+      {testing::BinPath("zmesh-directory"), "--data-dir", restored, "--restore-backup", backup});
+  ASSERT_TRUE(restore.ok());
+  ASSERT_EQ(restore->exit_code, 0) << restore->err;
+  daemon_.reset();
+  absl::StatusOr<std::unique_ptr<DirectoryProcess>> daemon = DirectoryProcess::Start(restored);
+  ASSERT_TRUE(daemon.ok()) << daemon.status();
+  daemon_ = *std::move(daemon);
+  Connect();
+  EXPECT_EQ(Lookup("compute").endpoints_size(), 1);
+  // New writes are applied (the restored store does not skip the new log's indexes).
+  ASSERT_TRUE(Register("compute", "c2", "node-1").ok());
+  EXPECT_EQ(Lookup("compute").endpoints_size(), 2);
+
+  // Restoring into a data dir that has a Raft log is refused.
+  absl::StatusOr<testing::CommandResult> again = testing::RunCommand(
+      {testing::BinPath("zmesh-directory"), "--data-dir", restored, "--restore-backup", backup});
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->exit_code, 1);
+  EXPECT_THAT(again->err, HasSubstr("needs an empty data dir"));
 }
 
 TEST_F(DirectoryIntegrationTest, BadFlagsFailWithAClearMessage) {
