@@ -127,11 +127,11 @@ struct RaftConsensus::Impl {
   // ---- threads hand work to the loop ----
   // Returns false (and does not run `work`) when the loop is not running.
   bool Post(absl::AnyInvocable<void() &&> work) {
-    {
-      absl::MutexLock lock(&mu);
-      if (!running || stopping) return false;
-      posted.push_back(std::move(work));
-    }
+    absl::MutexLock lock(&mu);
+    if (!running || stopping) return false;
+    posted.push_back(std::move(work));
+    // Under the lock: the loop closes `async` only after `stopping` is set, so no send can
+    // reach a closed handle.
     uv_async_send(&async);
     return true;
   }
@@ -580,17 +580,13 @@ absl::Status RaftConsensus::Start() {
 void RaftConsensus::Stop() {
   {
     absl::MutexLock lock(&impl_->mu);
-    if (!impl_->running || impl_->stopping) {
-      // Never started, or already stopping.
-    } else {
+    if (impl_->running && !impl_->stopping) {
       impl_->stopping = true;
       impl_->posted.push_back([impl = impl_.get()] { impl->BeginClose(); });
+      uv_async_send(&impl_->async);
     }
   }
-  if (impl_->thread.joinable()) {
-    uv_async_send(&impl_->async);
-    impl_->thread.join();
-  }
+  if (impl_->thread.joinable()) impl_->thread.join();
   absl::MutexLock lock(&impl_->mu);
   impl_->running = false;
   impl_->status.role = Role::kUnavailable;
