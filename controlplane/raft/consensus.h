@@ -43,6 +43,9 @@ class ApplyObserver {
  public:
   virtual ~ApplyObserver() = default;
   virtual void OnApplied(const state::v1::Command& command, const store::CommandResult& result) = 0;
+  // The state was replaced by a snapshot from the leader (this replica was too far behind):
+  // changes since the last OnApplied arrived without commands.
+  virtual void OnRestored() {}
 };
 
 // Told when this replica's role, term or known leader changes, on the apply thread (so in

@@ -175,6 +175,9 @@ struct RaftConsensus::Impl {
     fsm.set_applied_hook(
         [this](uint64_t index, const state::v1::Command& command,
                const store::CommandResult& result) { OnApplied(index, command, result); });
+    fsm.set_restored_hook([this] {
+      for (ApplyObserver* observer : observers) observer->OnRestored();
+    });
     raft_set_election_timeout(&raft, options.election_timeout_ms);
     raft_set_heartbeat_timeout(&raft, options.heartbeat_timeout_ms);
     raft_set_pre_vote(&raft, true);

@@ -44,6 +44,14 @@ absl::StatusOr<state::v1::Command> DecodeEntry(absl::string_view payload) {
     return absl::DataLossError(
         absl::StrCat("log entry says ", length, " bytes, holds ", payload.size() - 8));
   }
+  // Only padding may follow the command: a shorter length would silently parse a prefix of it
+  // (a length of 0 parses as an empty command).
+  const absl::string_view padding = payload.substr(8 + length);
+  if (padding.size() >= 8 || padding.find_first_not_of('\0') != absl::string_view::npos) {
+    return absl::DataLossError(absl::StrCat("log entry says ", length, " bytes, holds ",
+                                            payload.size() - 8,
+                                            ": only 0-7 zero bytes of padding may follow"));
+  }
   state::v1::Command command;
   if (!command.ParseFromArray(payload.data() + 8, static_cast<int>(length))) {
     return absl::DataLossError("log entry is not a command");
@@ -142,6 +150,7 @@ int StoreFsm::Restore(struct raft_fsm* fsm, struct raft_buffer* buf) {
     }
     ++self->snapshots_restored_;
     ZLOG_INFO("restored snapshot at store index %d", snapshot_index);
+    if (self->restored_hook_) self->restored_hook_();
   }
   raft_free(buf->base);  // ours on success
   return 0;

@@ -47,6 +47,8 @@ class StoreFsm {
   // Not owned; set before the raft instance starts.
   void set_raft(struct raft* raft) { raft_ = raft; }
   void set_applied_hook(AppliedHook hook) { hook_ = std::move(hook); }
+  // Called after the store was replaced by a snapshot (state jumped without commands).
+  void set_restored_hook(std::function<void()> hook) { restored_hook_ = std::move(hook); }
 
   uint64_t snapshots_taken() const { return snapshots_taken_; }
   uint64_t snapshots_restored() const { return snapshots_restored_; }
@@ -59,6 +61,7 @@ class StoreFsm {
   store::Store& store_;
   struct raft* raft_ = nullptr;
   AppliedHook hook_;
+  std::function<void()> restored_hook_;
   std::unique_ptr<struct raft_fsm> fsm_;
   uint64_t snapshots_taken_ = 0;
   uint64_t snapshots_restored_ = 0;

@@ -22,16 +22,12 @@ void WatchHub::OnApplied(const state::v1::Command& /*command*/,
   }
 }
 
-absl::StatusOr<uint64_t> WatchHub::Subscribe(const dir::WatchRequest& request, WatchSink* sink) {
-  store::WatchFilter filter{request.exchange(), request.topic_prefix(), request.include_nodes()};
-  // The store is read under the hub's lock: changes applied after this read are published
-  // after it, and those already in the read are skipped by covered_revision.
-  absl::MutexLock lock(&mu_);
-  absl::StatusOr<store::ChangesSince> start =
-      store_.ReadChanges(filter, request.start_revision(), request.initial_snapshot());
+absl::StatusOr<int64_t> WatchHub::DeliverStart(const store::WatchFilter& filter,
+                                               int64_t start_revision, bool snapshot,
+                                               WatchSink* sink) {
+  absl::StatusOr<store::ChangesSince> start = store_.ReadChanges(filter, start_revision, snapshot);
   if (!start.ok()) return start.status();
   compact_revision_ = start->compact_revision;
-
   auto new_message = [&] {
     dir::WatchResponse response;
     response.set_revision(start->revision);
@@ -48,10 +44,28 @@ absl::StatusOr<uint64_t> WatchHub::Subscribe(const dir::WatchRequest& request, W
   }
   message.set_snapshot_end(start->snapshot);
   sink->Deliver(std::move(message));
+  return start->revision;
+}
 
+absl::StatusOr<uint64_t> WatchHub::Subscribe(const dir::WatchRequest& request, WatchSink* sink) {
+  store::WatchFilter filter{request.exchange(), request.topic_prefix(), request.include_nodes()};
+  // The store is read under the hub's lock: changes applied after this read are published
+  // after it, and those already in the read are skipped by covered_revision.
+  absl::MutexLock lock(&mu_);
+  absl::StatusOr<int64_t> covered =
+      DeliverStart(filter, request.start_revision(), request.initial_snapshot(), sink);
+  if (!covered.ok()) return covered.status();
   const uint64_t id = next_id_++;
-  watchers_.emplace(id, Watcher{std::move(filter), sink, start->revision});
+  watchers_.emplace(id, Watcher{std::move(filter), sink, *covered});
   return id;
+}
+
+void WatchHub::OnRestored() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, watcher] : watchers_) {
+    absl::StatusOr<int64_t> covered = DeliverStart(watcher.filter, 0, true, watcher.sink);
+    if (covered.ok()) watcher.covered_revision = *covered;
+  }
 }
 
 void WatchHub::Unsubscribe(uint64_t id) {

@@ -35,6 +35,9 @@ class WatchHub final : public raft::ApplyObserver {
   WatchHub& operator=(const WatchHub&) = delete;
 
   void OnApplied(const state::v1::Command& command, const store::CommandResult& result) override;
+  // Every watcher gets a snapshot of its matching state at the new revision (so no watcher
+  // misses what a snapshot install skipped over), then changes as usual.
+  void OnRestored() override;
 
   // Delivers the watcher's start to `sink` (always at least one message: the history since
   // start_revision, or a snapshot, or an empty message carrying the current revision), then
@@ -55,6 +58,12 @@ class WatchHub final : public raft::ApplyObserver {
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t compact_revision_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
+
+  // Reads the start for `filter` and delivers it (one message at least). Returns the revision
+  // covered.
+  absl::StatusOr<int64_t> DeliverStart(const store::WatchFilter& filter, int64_t start_revision,
+                                       bool snapshot, WatchSink* sink)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 };
 
 }  // namespace zmesh::service

@@ -148,6 +148,39 @@ TEST_F(WatchHubTest, InitialSnapshotIsMarkedAndEnded) {
   EXPECT_EQ(sink.events().size(), 1201u);
 }
 
+// A follower that falls too far behind gets the leader's snapshot instead of the commands:
+// its watchers must be told the new state, not silently skip the changes in between.
+TEST_F(WatchHubTest, SnapshotInstallResyncsEveryWatcher) {
+  RecordingSink sink;
+  dir::WatchRequest request;
+  ASSERT_TRUE(hub_->Subscribe(request, &sink).ok());
+
+  // Another replica's state, further ahead: node-1 plus two registrations.
+  store::SqliteStoreOptions options;
+  options.path = dir_.path() + "/leader.db";
+  options.sync_commits = false;
+  std::unique_ptr<store::SqliteStore> leader = *store::SqliteStore::Open(options);
+  for (const state::v1::Command& c : {PutNodeCommand("node-1"), RegisterCommand("compute", "c1"),
+                                      RegisterCommand("compute", "c2")}) {
+    ASSERT_TRUE(leader->Apply(leader->applied_index() + 1, c).ok());
+  }
+  ASSERT_TRUE(store_->Restore(*leader->Snapshot()).ok());
+  hub_->OnRestored();
+
+  std::vector<dir::WatchResponse> responses = sink.responses();
+  ASSERT_EQ(responses.size(), 2u);  // the initial message, then the resync
+  EXPECT_TRUE(responses[1].snapshot());
+  EXPECT_TRUE(responses[1].snapshot_end());
+  EXPECT_EQ(responses[1].revision(), 3);
+  EXPECT_EQ(responses[1].events_size(), 2);
+
+  Apply(RegisterCommand("compute", "c3"));  // revision 4 continues after the snapshot
+  std::vector<dir::Event> events = sink.events();
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events.back().revision(), 4);
+  EXPECT_FALSE(sink.responses().back().snapshot());
+}
+
 // Subscribing while changes are applied from another thread: the watcher sees every revision
 // exactly once, in order.
 TEST_F(WatchHubTest, NoGapOrDuplicateWhenSubscribingDuringWrites) {
