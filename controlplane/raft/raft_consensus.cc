@@ -310,7 +310,7 @@ struct RaftConsensus::Impl {
   }
 
   // ---- proposals (loop thread) ----
-  void ProposeOnLoop(state::v1::Command command, Done done) {
+  void ProposeOnLoop(const state::v1::Command& command, Done done) {
     if (raft_state(&raft) != RAFT_LEADER) {
       std::move(done)(NotLeaderError(CurrentLeader()));
       return;
@@ -585,7 +585,7 @@ void RaftConsensus::Stop() {
     absl::MutexLock lock(&impl_->mu);
     if (impl_->running && !impl_->stopping) {
       impl_->stopping = true;
-      impl_->posted.push_back([impl = impl_.get()] { impl->BeginClose(); });
+      impl_->posted.emplace_back([impl = impl_.get()] { impl->BeginClose(); });
       uv_async_send(&impl_->async);
     }
   }
@@ -600,7 +600,7 @@ void RaftConsensus::Propose(state::v1::Command command, Done done) {
   auto shared =
       std::make_shared<std::pair<state::v1::Command, Done>>(std::move(command), std::move(done));
   if (!impl_->Post([impl = impl_.get(), shared]() mutable {
-        impl->ProposeOnLoop(std::move(shared->first), std::move(shared->second));
+        impl->ProposeOnLoop(shared->first, std::move(shared->second));
       })) {
     std::move(shared->second)(absl::UnavailableError("directory replica is not running"));
   }

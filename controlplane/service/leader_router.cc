@@ -183,7 +183,7 @@ void LeaderRouter::Propose(state::v1::Command command, int64_t deadline_ms,
     SetDeadline(call->context, deadline_ms);
     *call->request.mutable_command() = command;
     (*channel)->peer->async()->Propose(
-        &call->context, &call->request, &call->response, [op, call](grpc::Status status) {
+        &call->context, &call->request, &call->response, [op, call](const grpc::Status& status) {
           absl::Status st = FromGrpcStatus(status);
           if (st.ok()) {
             op->Finish(store::FromOutcome(call->response.outcome()));
@@ -229,7 +229,7 @@ void LeaderRouter::ReadBarrier(dir::Consistency consistency, int64_t deadline_ms
     auto call = std::make_shared<Call>();
     SetDeadline(call->context, deadline_ms);
     (*channel)->peer->async()->ReadIndex(&call->context, &call->request, &call->response,
-                                         [this, op, call, deadline_ms](grpc::Status status) {
+                                         [this, op, call, deadline_ms](const grpc::Status& status) {
                                            absl::Status st = FromGrpcStatus(status);
                                            if (!st.ok()) {
                                              // A read has no side effect: any failure may be
@@ -275,7 +275,7 @@ void LeaderRouter::RenewLease(int64_t id, int64_t deadline_ms,
     SetDeadline(call->context, deadline_ms);
     call->request.set_id(id);
     (*channel)->peer->async()->RenewLease(
-        &call->context, &call->request, &call->response, [op, call](grpc::Status status) {
+        &call->context, &call->request, &call->response, [op, call](const grpc::Status& status) {
           absl::Status st = FromGrpcStatus(status);
           if (st.ok()) {
             op->Finish(call->response.ttl_ms());
