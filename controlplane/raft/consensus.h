@@ -86,6 +86,19 @@ class Consensus {
   // DEADLINE_EXCEEDED after timeout_ms.
   virtual void WaitApplied(uint64_t index, int64_t timeout_ms, StatusDone done) = 0;
 
+  // Leader only (NotLeaderError otherwise): the index a linearizable read may be served at
+  // (the commit index now), valid once a majority confirms, after this call, that this replica
+  // still leads in `term` (see LeaderRouter). When this leader has not committed an entry of
+  // its own term yet, it runs a barrier first and reports `confirmed`: no confirmation needed.
+  struct ReadIndex {
+    uint64_t term = 0;
+    uint64_t index = 0;
+    bool confirmed = false;
+  };
+  virtual void LeaderReadIndex(absl::AnyInvocable<void(absl::StatusOr<ReadIndex>) &&> done) = 0;
+  // This replica's term, role and leader as Raft has them now (status() is sampled).
+  virtual void CurrentLeadership(absl::AnyInvocable<void(ConsensusStatus) &&> done) = 0;
+
   // Leader only (NotLeaderError otherwise). AddMember adds the replica as a spare and promotes
   // it to voter once caught up; RemoveMember removes it; TransferLeadership hands leadership
   // to `id` (0: let Raft choose) and returns the new leader.

@@ -1,5 +1,6 @@
 #include "controlplane/raft/raft_consensus.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -121,7 +122,8 @@ struct RaftConsensus::Impl {
     int64_t deadline_ms;
     StatusDone done;
   };
-  std::multimap<uint64_t, AppliedWaiter> applied_waiters;  // by store index
+  std::multimap<uint64_t, AppliedWaiter> applied_waiters;  // by Raft index
+  uint64_t ready_term = 0;  // term in which this leader's barrier committed (reads may skip one)
   ConsensusStatus last_notified;
 
   // ---- threads hand work to the loop ----
@@ -277,6 +279,13 @@ struct RaftConsensus::Impl {
     now.commit_index = raft.commit_index;
     now.applied_index = raft_last_applied(&raft);
     now.last_index = raft_last_index(&raft);
+    if (raft_state(&raft) == RAFT_UNAVAILABLE && !closing) {
+      // libraft 0.15 never recovers an instance after a disk or network I/O error; a restart
+      // reloads it from disk. Better to die loudly than to serve stale reads forever.
+      ZLOG_ERROR("raft: this replica's Raft instance failed (%s); exiting so that it restarts",
+                 raft_errmsg(&raft));
+      std::_Exit(3);
+    }
     std::vector<MemberInfo> configuration;
     for (unsigned i = 0; i < raft.configuration.n; ++i) {
       const struct raft_server& server = raft.configuration.servers[i];
@@ -306,7 +315,39 @@ struct RaftConsensus::Impl {
       last_notified = now;
       for (RoleObserver* observer : role_observers) observer->OnRoleChanged(now);
     }
+    CompleteAppliedWaiters(now.applied_index);
     ExpireAppliedWaiters();
+  }
+
+  // Entries that are not commands (barriers, configuration) advance the applied index without
+  // passing through the fsm: the poll sees them.
+  void CompleteAppliedWaiters(uint64_t applied) {
+    while (!applied_waiters.empty() && applied_waiters.begin()->first <= applied) {
+      StatusDone done = std::move(applied_waiters.begin()->second.done);
+      applied_waiters.erase(applied_waiters.begin());
+      std::move(done)(absl::OkStatus());
+    }
+  }
+
+  void LeaderReadIndexOnLoop(absl::AnyInvocable<void(absl::StatusOr<ReadIndex>) &&> done) {
+    if (raft_state(&raft) != RAFT_LEADER) {
+      std::move(done)(NotLeaderError(CurrentLeader()));
+      return;
+    }
+    if (ready_term == raft.current_term) {
+      std::move(done)(ReadIndex{raft.current_term, raft.commit_index, false});
+      return;
+    }
+    // A new leader may not know the commit index of earlier terms yet: a barrier settles it.
+    auto shared =
+        std::make_shared<absl::AnyInvocable<void(absl::StatusOr<ReadIndex>) &&>>(std::move(done));
+    BarrierOnLoop([this, shared](absl::Status status) {
+      if (!status.ok()) {
+        std::move (*shared)(status);
+        return;
+      }
+      std::move (*shared)(ReadIndex{raft.current_term, raft_last_applied(&raft), true});
+    });
   }
 
   // ---- proposals (loop thread) ----
@@ -361,7 +402,7 @@ struct RaftConsensus::Impl {
       proposals.erase(it);
       std::move(done)(result);
     }
-    // Waiters on a store index up to this one are satisfied.
+    // Waiters on a Raft index up to this one are satisfied (the store holds it now).
     while (!applied_waiters.empty() && applied_waiters.begin()->first <= index) {
       StatusDone done = std::move(applied_waiters.begin()->second.done);
       applied_waiters.erase(applied_waiters.begin());
@@ -408,6 +449,9 @@ struct RaftConsensus::Impl {
     auto* self = static_cast<Impl*>(req->data);
     delete req;
     self->barrier_in_flight = false;
+    if (status == 0 && raft_state(&self->raft) == RAFT_LEADER) {
+      self->ready_term = self->raft.current_term;
+    }
     absl::Status st = status == 0 ? absl::OkStatus()
                                   : absl::UnavailableError(absl::StrCat(
                                         "leadership not confirmed: ", raft_strerror(status)));
@@ -618,7 +662,7 @@ void RaftConsensus::WaitApplied(uint64_t index, int64_t timeout_ms, StatusDone d
   auto shared = std::make_shared<StatusDone>(std::move(done));
   const int64_t deadline = SystemClock::Get().NowMs() + timeout_ms;
   if (!impl_->Post([impl = impl_.get(), shared, index, deadline]() mutable {
-        if (impl->store.applied_index() >= index) {
+        if (raft_last_applied(&impl->raft) >= index) {
           std::move (*shared)(absl::OkStatus());
           return;
         }
@@ -626,6 +670,31 @@ void RaftConsensus::WaitApplied(uint64_t index, int64_t timeout_ms, StatusDone d
                                       Impl::AppliedWaiter{index, deadline, std::move(*shared)});
       })) {
     std::move (*shared)(absl::UnavailableError("directory replica is not running"));
+  }
+}
+
+void RaftConsensus::LeaderReadIndex(absl::AnyInvocable<void(absl::StatusOr<ReadIndex>) &&> done) {
+  auto shared =
+      std::make_shared<absl::AnyInvocable<void(absl::StatusOr<ReadIndex>) &&>>(std::move(done));
+  if (!impl_->Post([impl = impl_.get(), shared]() mutable {
+        impl->LeaderReadIndexOnLoop(std::move(*shared));
+      })) {
+    std::move (*shared)(absl::UnavailableError("directory replica is not running"));
+  }
+}
+
+void RaftConsensus::CurrentLeadership(absl::AnyInvocable<void(ConsensusStatus) &&> done) {
+  auto shared = std::make_shared<absl::AnyInvocable<void(ConsensusStatus) &&>>(std::move(done));
+  if (!impl_->Post([impl = impl_.get(), shared]() mutable {
+        ConsensusStatus now;
+        now.id = impl->options.id;
+        now.role = RoleFromRaft(raft_state(&impl->raft));
+        now.term = impl->raft.current_term;
+        now.leader_id = impl->CurrentLeader();
+        std::move (*shared)(now);
+      })) {
+    ConsensusStatus unavailable;
+    std::move (*shared)(unavailable);
   }
 }
 

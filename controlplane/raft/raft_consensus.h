@@ -58,6 +58,8 @@ class RaftConsensus final : public Consensus {
   void Propose(state::v1::Command command, Done done) override;
   void Barrier(StatusDone done) override;
   void WaitApplied(uint64_t index, int64_t timeout_ms, StatusDone done) override;
+  void LeaderReadIndex(absl::AnyInvocable<void(absl::StatusOr<ReadIndex>) &&> done) override;
+  void CurrentLeadership(absl::AnyInvocable<void(ConsensusStatus) &&> done) override;
   void AddMember(uint64_t id, const std::string& raft_address, StatusDone done) override;
   void RemoveMember(uint64_t id, StatusDone done) override;
   void TransferLeadership(uint64_t id,

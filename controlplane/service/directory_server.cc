@@ -198,7 +198,7 @@ absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
   impl->lease_service = std::make_unique<LeaseService>(*impl->context);
   impl->cluster_service = std::make_unique<ClusterService>(*impl->context);
   impl->peer_service =
-      std::make_unique<PeerService>(*impl->consensus, *impl->store, *impl->expirer);
+      std::make_unique<PeerService>(*impl->consensus, *impl->router, *impl->expirer);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -55,6 +55,21 @@ int64_t LeaderRouter::DeadlineFor(std::chrono::system_clock::time_point grpc_dea
   return NowMs() + std::clamp<int64_t>(remaining, 0, kMaxForwardMs);
 }
 
+LeaderRouter::Channel* LeaderRouter::ChannelFor(const std::string& address) {
+  absl::MutexLock lock(&mu_);
+  std::unique_ptr<Channel>& channel = channels_[address];
+  if (channel == nullptr) {
+    channel = std::make_unique<Channel>();
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+    channel->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+    channel->peer = peer::v1::Peer::NewStub(channel->channel);
+    channel->cluster = dir::Cluster::NewStub(channel->channel);
+  }
+  return channel.get();
+}
+
 absl::StatusOr<LeaderRouter::Channel*> LeaderRouter::LeaderChannel() {
   const raft::ConsensusStatus status = consensus_.status();
   if (status.leader_id == 0) return absl::UnavailableError("no leader elected yet");
@@ -68,18 +83,7 @@ absl::StatusOr<LeaderRouter::Channel*> LeaderRouter::LeaderChannel() {
     return absl::UnavailableError(
         absl::StrCat("address of leader ", status.leader_id, " not known yet"));
   }
-  absl::MutexLock lock(&mu_);
-  std::unique_ptr<Channel>& channel = channels_[address];
-  if (channel == nullptr) {
-    channel = std::make_unique<Channel>();
-    grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
-    channel->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
-    channel->peer = peer::v1::Peer::NewStub(channel->channel);
-    channel->cluster = dir::Cluster::NewStub(channel->channel);
-  }
-  return channel.get();
+  return ChannelFor(address);
 }
 
 std::string LeaderRouter::LeaderGrpcAddress() {
@@ -198,6 +202,159 @@ void LeaderRouter::Propose(state::v1::Command command, int64_t deadline_ms,
   op->Run();
 }
 
+void LeaderRouter::ConfirmedReadIndex(int64_t deadline_ms,
+                                      absl::AnyInvocable<void(absl::StatusOr<uint64_t>) &&> done) {
+  auto shared =
+      std::make_shared<absl::AnyInvocable<void(absl::StatusOr<uint64_t>) &&>>(std::move(done));
+  consensus_.LeaderReadIndex(
+      [this, deadline_ms, shared](absl::StatusOr<raft::Consensus::ReadIndex> read) {
+        if (!read.ok()) {
+          std::move (*shared)(read.status());
+          return;
+        }
+        if (read->confirmed) {
+          std::move (*shared)(read->index);
+          return;
+        }
+        // The index was taken before the round below starts: once a majority confirms this
+        // leadership, nothing newer than that index can have been committed by another leader.
+        const uint64_t index = read->index;
+        Confirm(PendingConfirm{read->term, deadline_ms, [shared, index](absl::Status confirmed) {
+                                 if (confirmed.ok()) {
+                                   std::move (*shared)(index);
+                                 } else {
+                                   std::move (*shared)(confirmed);
+                                 }
+                               }});
+      });
+}
+
+void LeaderRouter::Confirm(PendingConfirm pending) {
+  bool start = false;
+  {
+    absl::MutexLock lock(&confirm_mu_);
+    confirm_next_.push_back(std::move(pending));
+    if (!confirm_in_flight_) {
+      confirm_in_flight_ = true;
+      start = true;
+    }
+  }
+  if (start) StartConfirmRound();
+}
+
+namespace {
+
+// One confirmation round: counts the followers that still follow us in `term`.
+struct ConfirmRound {
+  absl::Mutex mu;
+  size_t needed = 0;   // votes for a majority, including our own
+  size_t acks = 1;     // our own
+  size_t pending = 0;  // followers not answered yet
+  bool finished = false;
+  absl::AnyInvocable<void(absl::Status) &&> finish;  // runs once
+  // Records one follower's answer; returns true when the round is decided now.
+  void Answer(bool confirmed) {
+    absl::Status outcome;
+    {
+      absl::MutexLock lock(&mu);
+      if (finished) return;
+      --pending;
+      if (confirmed) ++acks;
+      if (acks >= needed) {
+        outcome = absl::OkStatus();
+      } else if (pending == 0 || acks + pending < needed) {
+        outcome = absl::UnavailableError("leadership not confirmed by a majority");
+      } else {
+        return;
+      }
+      finished = true;
+    }
+    std::move(finish)(outcome);
+  }
+};
+
+}  // namespace
+
+void LeaderRouter::StartConfirmRound() {
+  std::vector<PendingConfirm> waiters;
+  {
+    absl::MutexLock lock(&confirm_mu_);
+    waiters.swap(confirm_next_);
+  }
+  // All waiters of a round share the term of the first; others (a leadership change between)
+  // are answered UNAVAILABLE and retried by their callers.
+  const uint64_t term = waiters.front().term;
+  int64_t deadline_ms = 0;
+  for (const PendingConfirm& w : waiters) deadline_ms = std::max(deadline_ms, w.deadline_ms);
+  auto shared_waiters = std::make_shared<std::vector<PendingConfirm>>(std::move(waiters));
+  auto round = std::make_shared<ConfirmRound>();
+  round->finish = [this, shared_waiters, term](absl::Status status) {
+    for (PendingConfirm& w : *shared_waiters) {
+      std::move(w.done)(w.term == term ? status : absl::UnavailableError("leadership changed"));
+    }
+    ConfirmRoundDone();
+  };
+
+  const uint64_t self = consensus_.status().id;
+  std::vector<std::pair<uint64_t, std::string>> followers;  // voter id -> gRPC address
+  size_t voters = 0;
+  absl::StatusOr<std::vector<state::v1::SetMember>> known = store_.Members();
+  for (const raft::MemberInfo& member : consensus_.members()) {
+    if (!member.voter) continue;
+    ++voters;
+    if (member.id == self) continue;
+    std::string address;
+    if (known.ok()) {
+      for (const state::v1::SetMember& m : *known) {
+        if (m.id() == member.id) address = m.grpc_address();
+      }
+    }
+    followers.emplace_back(member.id, address);
+  }
+  round->needed = voters / 2 + 1;
+  round->pending = followers.size();
+  if (round->acks >= round->needed || followers.empty()) {
+    round->finished = true;
+    std::move(round->finish)(round->acks >= round->needed
+                                 ? absl::OkStatus()
+                                 : absl::UnavailableError("leadership not confirmed"));
+    return;
+  }
+  const int64_t round_deadline = std::min(deadline_ms, NowMs() + 1000);
+  for (const auto& [id, address] : followers) {
+    if (address.empty()) {
+      round->Answer(false);  // cannot ask a follower whose address we do not know yet
+      continue;
+    }
+    struct Call {
+      grpc::ClientContext context;
+      peer::v1::ConfirmLeaderRequest request;
+      peer::v1::ConfirmLeaderResponse response;
+    };
+    auto call = std::make_shared<Call>();
+    SetDeadline(call->context, round_deadline);
+    call->request.set_term(term);
+    call->request.set_leader_id(self);
+    ChannelFor(address)->peer->async()->ConfirmLeader(
+        &call->context, &call->request, &call->response, [round, call](const grpc::Status& status) {
+          round->Answer(status.ok() && call->response.confirmed());
+        });
+  }
+}
+
+void LeaderRouter::ConfirmRoundDone() {
+  bool again = false;
+  {
+    absl::MutexLock lock(&confirm_mu_);
+    if (confirm_next_.empty()) {
+      confirm_in_flight_ = false;
+    } else {
+      again = true;
+    }
+  }
+  if (again) StartConfirmRound();
+}
+
 void LeaderRouter::ReadBarrier(dir::Consistency consistency, int64_t deadline_ms, StatusDone done) {
   if (consistency == dir::CONSISTENCY_STALE) {
     std::move(done)(absl::OkStatus());
@@ -207,12 +364,13 @@ void LeaderRouter::ReadBarrier(dir::Consistency consistency, int64_t deadline_ms
                                  std::min(deadline_ms, NowMs() + leader_wait_ms_), std::move(done));
   op->attempt = [this, deadline_ms](std::shared_ptr<RoutedOp<absl::Status>> op) {
     if (consensus_.status().role == raft::Role::kLeader) {
-      consensus_.Barrier([op](absl::Status status) {
-        if (raft::IsNotLeader(status)) {
-          op->RetryOrFail(status);
-        } else {
-          op->Finish(status);
+      ConfirmedReadIndex(deadline_ms, [this, op, deadline_ms](absl::StatusOr<uint64_t> index) {
+        if (!index.ok()) {
+          op->RetryOrFail(index.status());  // a read has no side effect: retry anything
+          return;
         }
+        consensus_.WaitApplied(*index, std::max<int64_t>(1, deadline_ms - NowMs()),
+                               [op](absl::Status applied) { op->Finish(applied); });
       });
       return;
     }

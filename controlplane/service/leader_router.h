@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/channel.h>
 
@@ -45,6 +46,12 @@ class LeaderRouter {
   // Calls done(OK) when a read served by this replica now is linearizable (or at once for a
   // stale read).
   void ReadBarrier(directory::v1::Consistency consistency, int64_t deadline_ms, StatusDone done);
+  // On the leader: the Raft index at which a linearizable read may be served, once a majority
+  // of voters has confirmed (after this call) that this replica still leads; concurrent callers
+  // share one confirmation round. NotLeaderError on a follower; UNAVAILABLE when leadership is
+  // not confirmed.
+  void ConfirmedReadIndex(int64_t deadline_ms,
+                          absl::AnyInvocable<void(absl::StatusOr<uint64_t>) &&> done);
   // Renews a lease on the leader; NOT_FOUND for an unknown/expired lease, UNAVAILABLE when no
   // leader answered in time.
   void RenewLease(int64_t id, int64_t deadline_ms,
@@ -68,6 +75,16 @@ class LeaderRouter {
   };
   // The leader's channel, or an error saying why there is none (retryable).
   absl::StatusOr<Channel*> LeaderChannel();
+  Channel* ChannelFor(const std::string& address) ABSL_LOCKS_EXCLUDED(mu_);
+  // Confirmation rounds (ConfirmedReadIndex).
+  struct PendingConfirm {
+    uint64_t term;
+    int64_t deadline_ms;
+    absl::AnyInvocable<void(absl::Status) &&> done;
+  };
+  void Confirm(PendingConfirm pending);
+  void StartConfirmRound() ABSL_LOCKS_EXCLUDED(confirm_mu_);
+  void ConfirmRoundDone() ABSL_LOCKS_EXCLUDED(confirm_mu_);
   raft::Consensus& consensus_;
   store::Store& store_;
   LeaseExpirer& expirer_;
@@ -79,6 +96,9 @@ class LeaderRouter {
   std::atomic<uint64_t> next_request_{1};
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<Channel>> channels_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex confirm_mu_;  // never held while calling out
+  std::vector<PendingConfirm> confirm_next_ ABSL_GUARDED_BY(confirm_mu_);
+  bool confirm_in_flight_ ABSL_GUARDED_BY(confirm_mu_) = false;
 };
 
 // Is this forwarding failure one where the request surely did not reach the leader (so it is

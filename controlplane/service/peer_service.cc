@@ -30,9 +30,24 @@ grpc::ServerUnaryReactor* PeerService::ReadIndex(grpc::CallbackServerContext* co
                                                  const peer::v1::ReadIndexRequest* /*request*/,
                                                  peer::v1::ReadIndexResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  consensus_.Barrier([this, reactor, response](absl::Status status) {
-    if (status.ok()) response->set_index(store_.applied_index());
-    reactor->Finish(ToGrpcStatus(status));
+  router_.ConfirmedReadIndex(router_.DeadlineFor(context->deadline()),
+                             [reactor, response](absl::StatusOr<uint64_t> index) {
+                               if (index.ok()) response->set_index(*index);
+                               reactor->Finish(ToGrpcStatus(index.status()));
+                             });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* PeerService::ConfirmLeader(grpc::CallbackServerContext* context,
+                                                     const peer::v1::ConfirmLeaderRequest* request,
+                                                     peer::v1::ConfirmLeaderResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // Raft's own current view, not the sampled status(): the answer must hold when it is sent.
+  consensus_.CurrentLeadership([reactor, request, response](raft::ConsensusStatus now) {
+    response->set_term(now.term);
+    response->set_confirmed(now.term == request->term() && now.leader_id == request->leader_id() &&
+                            now.role == raft::Role::kFollower);
+    reactor->Finish(grpc::Status::OK);
   });
   return reactor;
 }

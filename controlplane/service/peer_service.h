@@ -2,6 +2,7 @@
 #pragma once
 
 #include "controlplane/raft/consensus.h"
+#include "controlplane/service/leader_router.h"
 #include "controlplane/service/lease_expirer.h"
 #include "controlplane/store/store.h"
 #include "zmesh/peer/v1/peer.grpc.pb.h"
@@ -11,8 +12,8 @@ namespace zmesh::service {
 class PeerService final : public peer::v1::Peer::CallbackService {
  public:
   // All references must outlive the service.
-  PeerService(raft::Consensus& consensus, store::Store& store, LeaseExpirer& expirer)
-      : consensus_(consensus), store_(store), expirer_(expirer) {}
+  PeerService(raft::Consensus& consensus, LeaderRouter& router, LeaseExpirer& expirer)
+      : consensus_(consensus), router_(router), expirer_(expirer) {}
 
   grpc::ServerUnaryReactor* Propose(grpc::CallbackServerContext* context,
                                     const peer::v1::ProposeRequest* request,
@@ -23,10 +24,13 @@ class PeerService final : public peer::v1::Peer::CallbackService {
   grpc::ServerUnaryReactor* RenewLease(grpc::CallbackServerContext* context,
                                        const peer::v1::RenewLeaseRequest* request,
                                        peer::v1::RenewLeaseResponse* response) override;
+  grpc::ServerUnaryReactor* ConfirmLeader(grpc::CallbackServerContext* context,
+                                          const peer::v1::ConfirmLeaderRequest* request,
+                                          peer::v1::ConfirmLeaderResponse* response) override;
 
  private:
   raft::Consensus& consensus_;
-  store::Store& store_;
+  LeaderRouter& router_;
   LeaseExpirer& expirer_;
 };
 
