@@ -513,6 +513,7 @@ struct RaftConsensus::Impl {
               &change->impl->raft, &change->req, change->id, RAFT_VOTER,
               [](struct raft_change* req, int status) {
                 auto* change = static_cast<Change*>(req->data);
+                change->impl->Poll();  // members() reflects the change now
                 std::move(change->done)(
                     status == 0 ? absl::OkStatus()
                                 : RaftError(status, absl::StrCat("promoting replica ", change->id,
@@ -543,6 +544,7 @@ struct RaftConsensus::Impl {
     change->req.data = change;
     int rv = raft_remove(&raft, &change->req, id, [](struct raft_change* req, int status) {
       auto* change = static_cast<Change*>(req->data);
+      change->impl->Poll();  // members() reflects the change now
       std::move(change->done)(
           status == 0 ? absl::OkStatus()
                       : RaftError(status, absl::StrCat("removing replica ", change->id)));

@@ -20,6 +20,13 @@ namespace dir = ::zmesh::directory::v1;
 constexpr int64_t kRetryPauseMs = 20;
 // Longest a forwarded request may take when the client set no deadline.
 constexpr int64_t kMaxForwardMs = 30000;
+// Longest one forwarding attempt may take: a leader cut off from us drops packets silently, so
+// an attempt must give up in time for the next one (to a newly elected leader) to fit.
+constexpr int64_t kAttemptMs = 500;
+
+int64_t AttemptDeadline(int64_t op_deadline_ms) {
+  return std::min(op_deadline_ms, SystemClock::Get().NowMs() + kAttemptMs);
+}
 
 int64_t NowMs() { return SystemClock::Get().NowMs(); }
 
@@ -63,6 +70,11 @@ LeaderRouter::Channel* LeaderRouter::ChannelFor(const std::string& address) {
     grpc::ChannelArguments args;
     args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 500);
+    // Notice a peer that vanished (partition, dead host) instead of queueing for it: the
+    // server allows a ping every 5 s.
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 5000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 2000);
+    args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
     channel->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
     channel->peer = peer::v1::Peer::NewStub(channel->channel);
     channel->cluster = dir::Cluster::NewStub(channel->channel);
@@ -184,14 +196,15 @@ void LeaderRouter::Propose(state::v1::Command command, int64_t deadline_ms,
       peer::v1::ProposeResponse response;
     };
     auto call = std::make_shared<Call>();
-    SetDeadline(call->context, deadline_ms);
+    SetDeadline(call->context, AttemptDeadline(op->deadline_ms));
     *call->request.mutable_command() = command;
     (*channel)->peer->async()->Propose(
         &call->context, &call->request, &call->response, [op, call](const grpc::Status& status) {
           absl::Status st = FromGrpcStatus(status);
           if (st.ok()) {
             op->Finish(store::FromOutcome(call->response.outcome()));
-          } else if (raft::IsNotLeader(st) || st.code() == absl::StatusCode::kUnavailable) {
+          } else if (raft::IsNotLeader(st) || st.code() == absl::StatusCode::kUnavailable ||
+                     st.code() == absl::StatusCode::kDeadlineExceeded) {
             op->RetryOrFail(st);  // safe: the request id suppresses a second application
           } else {
             op->Finish(
@@ -385,7 +398,7 @@ void LeaderRouter::ReadBarrier(dir::Consistency consistency, int64_t deadline_ms
       peer::v1::ReadIndexResponse response;
     };
     auto call = std::make_shared<Call>();
-    SetDeadline(call->context, deadline_ms);
+    SetDeadline(call->context, AttemptDeadline(op->deadline_ms));
     (*channel)->peer->async()->ReadIndex(&call->context, &call->request, &call->response,
                                          [this, op, call, deadline_ms](const grpc::Status& status) {
                                            absl::Status st = FromGrpcStatus(status);
@@ -430,7 +443,7 @@ void LeaderRouter::RenewLease(int64_t id, int64_t deadline_ms,
       peer::v1::RenewLeaseResponse response;
     };
     auto call = std::make_shared<Call>();
-    SetDeadline(call->context, deadline_ms);
+    SetDeadline(call->context, AttemptDeadline(op->deadline_ms));
     call->request.set_id(id);
     (*channel)->peer->async()->RenewLease(
         &call->context, &call->request, &call->response, [op, call](const grpc::Status& status) {

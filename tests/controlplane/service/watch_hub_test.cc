@@ -148,6 +148,21 @@ TEST_F(WatchHubTest, InitialSnapshotIsMarkedAndEnded) {
   EXPECT_EQ(sink.events().size(), 1201u);
 }
 
+// A client resuming its watch on a replica that is behind asks for changes from revision N;
+// this replica must not send it the changes before N when it applies them.
+TEST_F(WatchHubTest, ResumeOnAReplicaThatIsBehindSkipsWhatTheWatcherHas) {
+  RecordingSink sink;
+  dir::WatchRequest request;
+  request.set_start_revision(4);  // the client saw up to revision 3 elsewhere
+  ASSERT_TRUE(hub_->Subscribe(request, &sink).ok());  // this replica is at revision 1
+  Apply(RegisterCommand("compute", "c1"));  // 2
+  Apply(RegisterCommand("compute", "c2"));  // 3
+  Apply(RegisterCommand("compute", "c3"));  // 4
+  std::vector<dir::Event> events = sink.events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].revision(), 4);
+}
+
 // A follower that falls too far behind gets the leader's snapshot instead of the commands:
 // its watchers must be told the new state, not silently skip the changes in between.
 TEST_F(WatchHubTest, SnapshotInstallResyncsEveryWatcher) {
