@@ -89,7 +89,9 @@ std::string FlagLines(const std::vector<FlagSpec>& flags) {
 std::string Synopsis(const CommandSpec& command) {
   std::string text = command.Path();
   for (const PositionalSpec& positional : command.positionals) {
-    absl::StrAppend(&text, " ", positional.name);
+    absl::StrAppend(
+        &text, " ",
+        positional.optional ? absl::StrCat("[", positional.name, "]") : positional.name);
   }
   for (const FlagSpec& flag : command.flags) {
     std::string usage = absl::StrCat("--", flag.name);
@@ -196,6 +198,12 @@ void CommandLine::AddGlobalFlag(FlagSpec flag) { global_flags_.push_back(std::mo
 
 void CommandLine::AddCommand(CommandSpec command) {
   if (command.words.empty()) Die("command without words");
+  for (size_t i = 1; i < command.positionals.size(); ++i) {
+    if (command.positionals[i - 1].optional && !command.positionals[i].optional) {
+      Die(absl::StrCat("command \"", command.Path(), "\": required argument ",
+                       command.positionals[i].name, " after an optional one"));
+    }
+  }
   for (const CommandSpec& other : commands_) {
     if (StartsWithWords(other, command.words) || StartsWithWords(command, other.words)) {
       Die(absl::StrCat("command \"", command.Path(), "\" clashes with \"", other.Path(), "\""));
@@ -349,7 +357,8 @@ absl::StatusOr<Invocation> CommandLine::Parse(const std::vector<std::string>& ar
     for (const CommandSpec* c : CommandsUnder(words)) choices.push_back(c->words[words.size()]);
     return error(absl::StrCat("missing subcommand (one of ", absl::StrJoin(choices, ", "), ")"));
   }
-  if (positionals.size() < command->positionals.size()) {
+  if (positionals.size() < command->positionals.size() &&
+      !command->positionals[positionals.size()].optional) {
     return error(absl::StrCat("missing argument ", command->positionals[positionals.size()].name));
   }
   if (positionals.size() > command->positionals.size()) {
@@ -377,7 +386,7 @@ std::string CommandLine::CommandHelp(const CommandSpec& command) const {
     for (const PositionalSpec& p : command.positionals) width = std::max(width, p.name.size());
     for (const PositionalSpec& p : command.positionals) {
       absl::StrAppend(&text, "  ", p.name, std::string(width - p.name.size() + 3, ' '), p.help,
-                      "\n");
+                      p.optional ? " (optional)" : "", "\n");
     }
   }
   if (!command.flags.empty()) absl::StrAppend(&text, "\nFlags:\n", FlagLines(command.flags));

@@ -51,6 +51,8 @@ struct PositionalSpec {
   // Placeholder in help and errors ("NODE").
   std::string name;
   std::string help;
+  // May be left out; only trailing positionals may be optional (shown as [NAME]).
+  bool optional = false;
 };
 
 struct CommandSpec {
@@ -60,7 +62,7 @@ struct CommandSpec {
   std::string summary;
   // Longer text for COMMAND --help (may be empty).
   std::string description;
-  // All required, in order; nothing else is accepted as a positional argument.
+  // In order; the required ones first. Nothing else is accepted as a positional argument.
   std::vector<PositionalSpec> positionals;
   std::vector<FlagSpec> flags;
 

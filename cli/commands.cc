@@ -53,6 +53,21 @@ std::string DescribeRegistration(const dv1::Registration& registration) {
 
 std::string OrDash(absl::string_view text) { return text.empty() ? "-" : OneLine(text); }
 
+std::string RoleName(dv1::Role role) {
+  switch (role) {
+    case dv1::ROLE_LEADER:
+      return "leader";
+    case dv1::ROLE_FOLLOWER:
+      return "follower";
+    case dv1::ROLE_CANDIDATE:
+      return "candidate";
+    case dv1::ROLE_UNAVAILABLE:
+      return "unavailable";
+    default:
+      return "unspecified";
+  }
+}
+
 std::string LeaseName(int64_t lease_id) { return lease_id == 0 ? "-" : absl::StrCat(lease_id); }
 
 FlagSpec ExchangeFlag() {

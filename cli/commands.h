@@ -13,6 +13,7 @@
 #include "cli/args.h"
 #include "cli/output.h"
 #include "controlplane/client/directory_client.h"
+#include "zmesh/directory/v1/cluster.pb.h"
 #include "zmesh/directory/v1/types.pb.h"
 
 namespace zmesh::cli {
@@ -21,6 +22,8 @@ namespace zmesh::cli {
 struct Context {
   const ParsedArgs& args;
   OutputFormat format;
+  // From --consistency: to be set on every read request.
+  directory::v1::ReadOptions read;
   // The replicas given with --directory (or $ZMESH_DIRECTORY), already validated.
   const std::vector<std::string>& addresses;
   int64_t timeout_ms;
@@ -43,6 +46,7 @@ std::vector<Command> TopicCommands();
 std::vector<Command> LeaseCommands();
 std::vector<Command> StatusCommands();
 std::vector<Command> WatchCommands();
+std::vector<Command> ClusterCommands();
 
 // An error in how the command was used that the parser cannot see (e.g. conflicting flags).
 absl::Status UsageError(absl::string_view message);
@@ -60,6 +64,8 @@ std::string TargetName(const directory::v1::Registration& registration);
 std::string DescribeRegistration(const directory::v1::Registration& registration);
 // "-" for an empty string, else the string on one line.
 std::string OrDash(absl::string_view text);
+// "leader" / "follower" / "candidate" / "unavailable" / "unspecified".
+std::string RoleName(directory::v1::Role role);
 // "-" for lease 0 (permanent), else the id.
 std::string LeaseName(int64_t lease_id);
 

@@ -34,7 +34,9 @@ std::string NodeList(const google::protobuf::RepeatedPtrField<std::string>& node
 }
 
 absl::Status ListLeases(Context& ctx) {
-  absl::StatusOr<dv1::ListLeasesResponse> response = ctx.client.ListLeases({});
+  dv1::ListLeasesRequest request;
+  *request.mutable_read() = ctx.read;
+  absl::StatusOr<dv1::ListLeasesResponse> response = ctx.client.ListLeases(request);
   if (!response.ok()) return response.status();
   if (ctx.format == OutputFormat::kJson) {
     ctx.out << ToJson(*response) << "\n";
@@ -58,6 +60,7 @@ absl::Status ShowLease(Context& ctx) {
   absl::StatusOr<int64_t> id = LeaseIdArg(ctx);
   if (!id.ok()) return id.status();
   dv1::TimeToLiveRequest request;
+  *request.mutable_read() = ctx.read;
   request.set_id(*id);
   absl::StatusOr<dv1::TimeToLiveResponse> response = ctx.client.TimeToLive(request);
   if (!response.ok()) return response.status();

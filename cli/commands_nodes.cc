@@ -17,7 +17,9 @@ std::string Quoted(absl::string_view name) { return absl::StrCat("\"", OneLine(n
 std::string NodeState(const dv1::Node& node) { return node.draining() ? "draining" : "active"; }
 
 absl::Status ListNodes(Context& ctx) {
-  absl::StatusOr<dv1::ListNodesResponse> response = ctx.client.ListNodes({});
+  dv1::ListNodesRequest request;
+  *request.mutable_read() = ctx.read;
+  absl::StatusOr<dv1::ListNodesResponse> response = ctx.client.ListNodes(request);
   if (!response.ok()) return response.status();
   if (ctx.format == OutputFormat::kJson) {
     ctx.out << ToJson(*response) << "\n";
@@ -39,6 +41,7 @@ absl::Status ListNodes(Context& ctx) {
 
 absl::Status ShowNode(Context& ctx) {
   dv1::GetNodeRequest request;
+  *request.mutable_read() = ctx.read;
   request.set_name(ctx.args.positional(0));
   absl::StatusOr<dv1::GetNodeResponse> response = ctx.client.GetNode(request);
   if (!response.ok()) return response.status();

@@ -19,6 +19,7 @@ dv1::Kind ParseKind(const std::string& kind) {
 
 absl::Status ListTopics(Context& ctx) {
   dv1::ListTopicsRequest request;
+  *request.mutable_read() = ctx.read;
   request.set_exchange(ctx.args.GetString("exchange"));
   request.set_page_size(kTopicPageSize);
   // All pages gathered into one response, so that scripts see one list.
@@ -51,6 +52,7 @@ absl::Status ListTopics(Context& ctx) {
 
 absl::Status ShowTopic(Context& ctx) {
   dv1::LookupRequest request;
+  *request.mutable_read() = ctx.read;
   request.set_exchange(ctx.args.GetString("exchange"));
   request.set_topic(ctx.args.positional(0));
   request.set_server(ctx.args.GetString("server"));

@@ -44,9 +44,16 @@ int Run(const std::vector<std::string>& argv) {
   line.AddGlobalFlag(output);
   line.AddGlobalFlag(IntFlag("timeout-ms", "MS", "Deadline of each request", 1,
                              std::numeric_limits<int64_t>::max(), "5000"));
+  line.AddGlobalFlag(ChoiceFlag(
+      "consistency", "MODE",
+      "Reads: linearizable (the latest committed state, from any replica) or stale (the "
+      "answering replica's own applied state, possibly behind; with one --directory address "
+      "only that replica is asked, never another)",
+      {"linearizable", "stale"}, "linearizable"));
 
   std::map<std::string, Handler> handlers;
-  for (auto group : {StatusCommands, NodeCommands, TopicCommands, LeaseCommands, WatchCommands}) {
+  for (auto group : {StatusCommands, ClusterCommands, NodeCommands, TopicCommands, LeaseCommands,
+                     WatchCommands}) {
     for (Command& command : group()) {
       handlers[command.spec.Path()] = std::move(command.handler);
       line.AddCommand(std::move(command.spec));
@@ -89,11 +96,18 @@ int Run(const std::vector<std::string>& argv) {
       client::DirectoryClient::Create(options);
   if (!client.ok()) return Fail(kExitUsage, client.status().message());
 
-  Context ctx{
-      args,       args.GetString("output") == "json" ? OutputFormat::kJson : OutputFormat::kTable,
-      *addresses, options.request_timeout_ms,
-      **client,   std::cout,
-      std::cerr};
+  directory::v1::ReadOptions read;
+  read.set_consistency(args.GetString("consistency") == "stale"
+                           ? directory::v1::CONSISTENCY_STALE
+                           : directory::v1::CONSISTENCY_LINEARIZABLE);
+  Context ctx{args,
+              args.GetString("output") == "json" ? OutputFormat::kJson : OutputFormat::kTable,
+              read,
+              *addresses,
+              options.request_timeout_ms,
+              **client,
+              std::cout,
+              std::cerr};
   const CommandSpec& command = *invocation->command;
   absl::Status status = handlers.at(command.Path())(ctx);
   std::cout.flush();

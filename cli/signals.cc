@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <thread>
+#include <utility>
 
 #include "grpcpp/client_context.h"
 
@@ -47,6 +48,7 @@ void StopSignals::HandleSignal(int signo) {
   }
   stopped_ = true;
   if (call_ != nullptr) call_->TryCancel();
+  if (on_stop_) on_stop_();
 }
 
 void StopSignals::EnableGracefulStop() {
@@ -58,6 +60,12 @@ void StopSignals::SetCall(grpc::ClientContext* call) {
   absl::MutexLock lock(&mu_);
   call_ = call;
   if (stopped_ && call_ != nullptr) call_->TryCancel();
+}
+
+void StopSignals::SetOnStop(std::function<void()> on_stop) {
+  absl::MutexLock lock(&mu_);
+  on_stop_ = std::move(on_stop);
+  if (stopped_ && on_stop_) on_stop_();
 }
 
 bool StopSignals::stopped() const {

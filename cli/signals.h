@@ -1,6 +1,8 @@
 // SIGINT/SIGTERM handling for zmeshctl.
 #pragma once
 
+#include <functional>
+
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -17,7 +19,8 @@ namespace zmesh::cli {
 //
 // By default a signal ends the process at once with exit code 128+signo. A command that wants
 // a clean stop (watch) calls EnableGracefulStop(): a signal then marks the process stopped,
-// cancels the registered gRPC call and wakes WaitForStop(); a second signal still exits at once.
+// cancels the registered gRPC call, runs the registered stop function and wakes WaitForStop();
+// a second signal still exits at once.
 // Thread-safe.
 class StopSignals {
  public:
@@ -28,6 +31,10 @@ class StopSignals {
   // Registers the call to cancel on a stop (nullptr clears it). The caller keeps the context
   // alive until it clears it. If the stop already happened the call is cancelled right away.
   void SetCall(grpc::ClientContext* call);
+  // Registers a function to run on a stop (empty clears it), on the signal thread with the
+  // internal lock held: it must return at once (e.g. cancel something) and not call back into
+  // StopSignals. Runs right away if the stop already happened.
+  void SetOnStop(std::function<void()> on_stop);
   bool stopped() const;
   // Waits until a stop or the timeout; true when stopped.
   bool WaitForStop(absl::Duration timeout);
@@ -40,6 +47,7 @@ class StopSignals {
   bool graceful_ ABSL_GUARDED_BY(mu_) = false;
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* call_ ABSL_GUARDED_BY(mu_) = nullptr;  // owned by the caller of SetCall
+  std::function<void()> on_stop_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace zmesh::cli

@@ -27,6 +27,8 @@ class CommandLineTest : public ::testing::Test {
          {Required(StringFlag("host", "HOST", "host")),
           IntFlag("call-port", "PORT", "port", 1, 65535, "9501"), BoolFlag("verbose", "more")}});
     line_.AddCommand({{"status"}, "status", "", {}, {}});
+    line_.AddCommand(
+        {{"leader", "transfer"}, "transfer", "", {{"ID", "target", /*optional=*/true}}, {}});
   }
 
   absl::StatusOr<Invocation> Parse(const std::vector<std::string>& argv) {
@@ -107,6 +109,23 @@ TEST_F(CommandLineTest, MissingRequiredFlagIsNamed) {
 
 TEST_F(CommandLineTest, MissingPositionalIsNamed) {
   EXPECT_EQ(ErrorOf({"nodes", "register", "--host", "h"}), "nodes register: missing argument NODE");
+}
+
+TEST_F(CommandLineTest, OptionalPositionalMayBeLeftOut) {
+  absl::StatusOr<Invocation> without = Parse({"leader", "transfer"});
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_TRUE(without->args.positionals().empty());
+
+  absl::StatusOr<Invocation> with = Parse({"leader", "transfer", "3"});
+  ASSERT_TRUE(with.ok()) << with.status();
+  EXPECT_EQ(with->args.positional(0), "3");
+
+  EXPECT_EQ(ErrorOf({"leader", "transfer", "3", "4"}),
+            "leader transfer: unexpected argument \"4\"");
+  absl::StatusOr<Invocation> help = Parse({"help", "leader", "transfer"});
+  ASSERT_TRUE(help.ok()) << help.status();
+  ASSERT_NE(help->command, nullptr);
+  EXPECT_THAT(line_.CommandHelp(*help->command), HasSubstr("zmeshctl leader transfer [ID]"));
 }
 
 TEST_F(CommandLineTest, ExtraArgumentIsRejected) {

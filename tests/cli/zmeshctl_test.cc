@@ -18,8 +18,10 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tests/support/cluster_process.h"
 #include "tests/support/directory_process.h"
 #include "tests/support/subprocess.h"
+#include "zmesh/directory/v1/cluster.pb.h"
 #include "zmesh/directory/v1/directory.pb.h"
 #include "zmesh/directory/v1/lease.pb.h"
 
@@ -294,6 +296,14 @@ TEST_F(ZmeshctlTest, UsageErrorsAreOneLineWithExitCodeTwo) {
             "zmeshctl: topics register: --pool needs --kind notify\n"},
            {{"leases", "show", "abc"},
             "zmeshctl: leases show: invalid lease id \"abc\": expected a positive integer\n"},
+           {{"members", "add", "x", "127.0.0.1:1"},
+            "zmeshctl: members add: invalid replica id \"x\": expected a positive integer\n"},
+           {{"members", "add", "4"}, "zmeshctl: members add: missing argument RAFT_ADDR\n"},
+           {{"leader", "transfer", "1", "2"},
+            "zmeshctl: leader transfer: unexpected argument \"2\"\n"},
+           {{"nodes", "list", "--consistency", "weak"},
+            "zmeshctl: nodes list: invalid value \"weak\" for --consistency: expected "
+            "linearizable, stale\n"},
            {{"nodes", "list", "-o", "yaml"},
             "zmeshctl: nodes list: invalid value \"yaml\" for --output: expected table, json\n"},
            // Before the command words, a global flag's error has no command to name.
@@ -362,10 +372,13 @@ TEST_F(ZmeshctlTest, HelpAndVersion) {
 
 TEST_F(ZmeshctlTest, StatusShowsTheReplica) {
   CtlOk({"nodes", "register", "n", "--host", "h"});
-  std::string table = CtlOk({"status"});
-  EXPECT_THAT(table, HasSubstr("Endpoint:"));
-  EXPECT_THAT(table, HasSubstr(directory_->address()));
-  EXPECT_THAT(table, HasSubstr("Role:"));
+  std::vector<std::string> lines = Lines(CtlOk({"status"}));
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_THAT(lines[0], ::testing::MatchesRegex(
+                            "ID +ENDPOINT +ROLE +TERM +LEADER +COMMIT +APPLIED +LAG +REVISION"));
+  EXPECT_THAT(lines[1], ::testing::MatchesRegex("1 +" + directory_->address() +
+                                                " +leader +[0-9]+ +1 +[0-9]+ +[0-9]+ +0 +[0-9]+"));
+  EXPECT_THAT(lines[2], HasSubstr("1 nodes"));
 
   google::protobuf::Struct status =
       ParseJson<google::protobuf::Struct>(CtlOk({"status", "-o", "json"}));
@@ -374,6 +387,8 @@ TEST_F(ZmeshctlTest, StatusShowsTheReplica) {
   const google::protobuf::Struct& endpoint = endpoints.values(0).struct_value();
   EXPECT_EQ(endpoint.fields().at("endpoint").string_value(), directory_->address());
   EXPECT_EQ(endpoint.fields().at("status").struct_value().fields().at("nodes").string_value(), "1");
+  EXPECT_EQ(endpoint.fields().at("lag").string_value(), "0");
+  EXPECT_EQ(status.fields().at("leader_id").string_value(), "1");
 }
 
 TEST_F(ZmeshctlTest, LeasesGrantListShowRevoke) {
@@ -401,7 +416,8 @@ TEST_F(ZmeshctlTest, LeasesGrantListShowRevoke) {
 }
 
 TEST_F(ZmeshctlTest, RegisterWithTtlExpiresTheNodeAndItsTopics) {
-  std::string out = CtlOk({"nodes", "register", "tmp", "--host", "h", "--ttl-ms", "500"});
+  // Long enough for the checks below on a loaded CI machine, short enough to wait for.
+  std::string out = CtlOk({"nodes", "register", "tmp", "--host", "h", "--ttl-ms", "3000"});
   // "lease 42 granted (...)": the lease id is printed.
   std::vector<std::string> words = absl::StrSplit(out, ' ');
   ASSERT_GE(words.size(), 2u);
@@ -549,6 +565,157 @@ TEST_F(WatchTest, ResumesOnTheNextReplicaAfterTheLastRevision) {
   EXPECT_THAT(lines[0], HasSubstr("rev=3 PUT registration openstack/before"));
   EXPECT_THAT(lines[1], HasSubstr("rev=4 PUT registration openstack/after"));
   StopAndExpectExitZero(*watch);
+}
+
+// zmeshctl against a real 3-replica cluster: membership, leadership, per-replica status and
+// stale reads.
+class ClusterCtlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<ClusterProcess>> cluster = ClusterProcess::Start(dir_.path());
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = *std::move(cluster);
+    absl::StatusOr<uint64_t> leader = cluster_->WaitForLeader();
+    ASSERT_TRUE(leader.ok()) << leader.status();
+    leader_ = *leader;
+  }
+
+  CommandResult CtlAt(const std::string& directory, std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinPath("zmeshctl"), "--directory", directory};
+    argv.insert(argv.end(), args.begin(), args.end());
+    absl::StatusOr<CommandResult> result = RunCommand(argv, 30000);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : CommandResult{};
+  }
+
+  std::string CtlOkAt(const std::string& directory, const std::vector<std::string>& args) {
+    CommandResult result = CtlAt(directory, args);
+    EXPECT_EQ(result.exit_code, 0) << "zmeshctl " << absl::StrJoin(args, " ")
+                                   << "\nstdout: " << result.out << "\nstderr: " << result.err;
+    return result.out;
+  }
+
+  std::string Follower() const { return cluster_->grpc_address(FollowerId()); }
+  uint64_t FollowerId() const { return leader_ == 1 ? 2 : 1; }
+
+  dv1::ListMembersResponse Members() {
+    return ParseJson<dv1::ListMembersResponse>(
+        CtlOkAt(cluster_->addresses(), {"members", "list", "-o", "json"}));
+  }
+
+  TempDir dir_;
+  std::unique_ptr<ClusterProcess> cluster_;
+  uint64_t leader_ = 0;
+};
+
+TEST_F(ClusterCtlTest, MembersListAddRemoveWithAJoiner) {
+  std::vector<std::string> lines = Lines(CtlOkAt(Follower(), {"members", "list"}));
+  ASSERT_EQ(lines.size(), 4u);
+  EXPECT_THAT(lines[0], ::testing::MatchesRegex("ID +RAFT-ADDRESS +GRPC-ADDRESS +VOTER +ROLE"));
+  for (uint64_t id : {1, 2, 3}) {
+    EXPECT_THAT(lines[id],
+                ::testing::MatchesRegex(absl::StrCat(id, " +", cluster_->raft_address(id), " +",
+                                                     cluster_->grpc_address(id), " +yes +",
+                                                     id == leader_ ? "leader" : "follower")));
+  }
+
+  absl::StatusOr<uint64_t> joiner = cluster_->StartJoiner();
+  ASSERT_TRUE(joiner.ok()) << joiner.status();
+  const std::string id = absl::StrCat(*joiner);
+  EXPECT_THAT(CtlOkAt(Follower(), {"members", "add", id, cluster_->raft_address(*joiner)}),
+              HasSubstr("member " + id + " added at " + cluster_->raft_address(*joiner)));
+  ASSERT_TRUE(cluster_->WaitReady(*joiner).ok());
+  EXPECT_TRUE(Eventually(
+      [&] {
+        dv1::ListMembersResponse members = Members();
+        return members.members_size() == 4 && members.members(3).id() == *joiner &&
+               members.members(3).voter() &&
+               members.members(3).grpc_address() == cluster_->grpc_address(*joiner);
+      },
+      20000))
+      << Members().DebugString();
+
+  CommandResult again = CtlAt(Follower(), {"members", "add", id, cluster_->raft_address(*joiner)});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, ::testing::StartsWith("zmeshctl: ALREADY_EXISTS: adding member " + id));
+
+  EXPECT_THAT(CtlOkAt(Follower(), {"members", "remove", id}),
+              HasSubstr("member " + id + " removed"));
+  EXPECT_TRUE(Eventually([&] { return Members().members_size() == 3; }, 10000));
+  CommandResult unknown = CtlAt(Follower(), {"members", "remove", "42"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, ::testing::StartsWith("zmeshctl: NOT_FOUND: removing member 42"));
+}
+
+TEST_F(ClusterCtlTest, LeaderTransferPrintsTheNewLeader) {
+  const uint64_t target = FollowerId();
+  EXPECT_EQ(CtlOkAt(cluster_->addresses(), {"leader", "transfer", absl::StrCat(target)}),
+            absl::StrCat("leader is now ", target, " (", cluster_->grpc_address(target), ")\n"));
+  absl::StatusOr<uint64_t> leader = cluster_->WaitForLeader();
+  ASSERT_TRUE(leader.ok()) << leader.status();
+  EXPECT_EQ(*leader, target);
+
+  dv1::TransferLeadershipResponse chosen = ParseJson<dv1::TransferLeadershipResponse>(
+      CtlOkAt(cluster_->addresses(), {"leader", "transfer", "-o", "json"}));
+  EXPECT_NE(chosen.leader_id(), 0u);
+  EXPECT_NE(chosen.leader_id(), target);
+}
+
+TEST_F(ClusterCtlTest, StatusShowsEveryMemberWithItsLag) {
+  // One address: the other members come from ListMembers.
+  std::vector<std::string> lines = Lines(CtlOkAt(Follower(), {"status"}));
+  ASSERT_EQ(lines.size(), 5u) << absl::StrJoin(lines, "\n");
+  for (uint64_t id : {1, 2, 3}) {
+    EXPECT_THAT(lines[id], ::testing::MatchesRegex(
+                               absl::StrCat(id, " +", cluster_->grpc_address(id), " +",
+                                            id == leader_ ? "leader" : "follower", " +[0-9]+ +",
+                                            leader_, " +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+")));
+  }
+  EXPECT_THAT(lines[4], ::testing::StartsWith(absl::StrCat("Leader ", leader_, " (term ")));
+
+  google::protobuf::Struct json =
+      ParseJson<google::protobuf::Struct>(CtlOkAt(Follower(), {"status", "-o", "json"}));
+  const google::protobuf::ListValue& endpoints = json.fields().at("endpoints").list_value();
+  ASSERT_EQ(endpoints.values_size(), 3);
+  for (const google::protobuf::Value& endpoint : endpoints.values()) {
+    const auto& fields = endpoint.struct_value().fields();
+    EXPECT_TRUE(fields.contains("lag"));
+    EXPECT_TRUE(fields.at("status").struct_value().fields().contains("applied_index"));
+  }
+
+  const uint64_t dead = leader_ == 3 ? 2 : 3;
+  cluster_->Kill(dead);
+  CommandResult partial = CtlAt(Follower(), {"status"});
+  EXPECT_EQ(partial.exit_code, 1);
+  EXPECT_THAT(partial.out, ::testing::ContainsRegex(absl::StrCat(
+                               "\n", dead, " +", cluster_->grpc_address(dead), " +UNREACHABLE")));
+  EXPECT_THAT(partial.out,
+              HasSubstr("UNREACHABLE " + cluster_->grpc_address(dead) + ": UNAVAILABLE: "));
+  EXPECT_EQ(partial.err, "zmeshctl: UNAVAILABLE: some replicas did not answer (see above)\n");
+}
+
+TEST_F(ClusterCtlTest, StaleReadsAnswerFromTheOneReplicaGiven) {
+  CtlOkAt(cluster_->addresses(), {"nodes", "register", "n1", "--host", "h"});
+  const std::string follower = Follower();
+  EXPECT_TRUE(Eventually(
+      [&] {
+        CommandResult stale = CtlAt(follower, {"--consistency", "stale", "nodes", "list"});
+        return stale.exit_code == 0 && absl::StrContains(stale.out, "n1");
+      },
+      10000));
+  // Alone, the replica has no quorum: a linearizable read cannot be served, a stale one can,
+  // from its own state only.
+  for (uint64_t id : cluster_->ids()) {
+    if (id != FollowerId()) cluster_->Kill(id);
+  }
+  dv1::ListNodesResponse nodes = ParseJson<dv1::ListNodesResponse>(
+      CtlOkAt(follower, {"--consistency", "stale", "nodes", "list", "-o", "json"}));
+  ASSERT_EQ(nodes.nodes_size(), 1);
+  EXPECT_EQ(nodes.nodes(0).name(), "n1");
+  EXPECT_THAT(CtlOkAt(follower, {"nodes", "show", "n1", "--consistency=stale"}), HasSubstr("n1"));
+
+  CommandResult linearizable = CtlAt(follower, {"--timeout-ms", "1500", "nodes", "list"});
+  EXPECT_EQ(linearizable.exit_code, 1) << linearizable.out;
 }
 
 }  // namespace
