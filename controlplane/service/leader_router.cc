@@ -35,6 +35,25 @@ void SetDeadline(grpc::ClientContext& context, int64_t deadline_ms) {
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(remaining));
 }
 
+// Issues one asynchronous unary call to a peer: `invoke(context, request, response, callback)`
+// starts it (e.g. stub->async()->Propose); `on_done(status, response)` runs when it ends.
+// Context, request and response live until then.
+template <typename Response, typename Request, typename Invoke, typename OnDone>
+void CallPeer(Invoke invoke, Request request, int64_t deadline_ms, OnDone on_done) {
+  struct Call {
+    grpc::ClientContext context;
+    Request request;
+    Response response;
+  };
+  auto call = std::make_shared<Call>();
+  call->request = std::move(request);
+  SetDeadline(call->context, deadline_ms);
+  invoke(&call->context, &call->request, &call->response,
+         [call, on_done = std::move(on_done)](const grpc::Status& status) mutable {
+           on_done(FromGrpcStatus(status), call->response);
+         });
+}
+
 }  // namespace
 
 bool NotDelivered(const absl::Status& status) {
@@ -190,19 +209,14 @@ void LeaderRouter::Propose(state::v1::Command command, int64_t deadline_ms,
       op->RetryOrFail(channel.status());
       return;
     }
-    struct Call {
-      grpc::ClientContext context;
-      peer::v1::ProposeRequest request;
-      peer::v1::ProposeResponse response;
-    };
-    auto call = std::make_shared<Call>();
-    SetDeadline(call->context, AttemptDeadline(op->deadline_ms));
-    *call->request.mutable_command() = command;
-    (*channel)->peer->async()->Propose(
-        &call->context, &call->request, &call->response, [op, call](const grpc::Status& status) {
-          absl::Status st = FromGrpcStatus(status);
+    peer::v1::ProposeRequest request;
+    *request.mutable_command() = command;
+    CallPeer<peer::v1::ProposeResponse>(
+        [stub = (*channel)->peer.get()](auto... args) { stub->async()->Propose(args...); },
+        std::move(request), AttemptDeadline(op->deadline_ms),
+        [op](const absl::Status& st, const peer::v1::ProposeResponse& response) {
           if (st.ok()) {
-            op->Finish(store::FromOutcome(call->response.outcome()));
+            op->Finish(store::FromOutcome(response.outcome()));
           } else if (raft::IsNotLeader(st) || st.code() == absl::StatusCode::kUnavailable ||
                      st.code() == absl::StatusCode::kDeadlineExceeded) {
             op->RetryOrFail(st);  // safe: the request id suppresses a second application
@@ -339,18 +353,16 @@ void LeaderRouter::StartConfirmRound() {
       round->Answer(false);  // cannot ask a follower whose address we do not know yet
       continue;
     }
-    struct Call {
-      grpc::ClientContext context;
-      peer::v1::ConfirmLeaderRequest request;
-      peer::v1::ConfirmLeaderResponse response;
-    };
-    auto call = std::make_shared<Call>();
-    SetDeadline(call->context, round_deadline);
-    call->request.set_term(term);
-    call->request.set_leader_id(self);
-    ChannelFor(address)->peer->async()->ConfirmLeader(
-        &call->context, &call->request, &call->response, [round, call](const grpc::Status& status) {
-          round->Answer(status.ok() && call->response.confirmed());
+    peer::v1::ConfirmLeaderRequest request;
+    request.set_term(term);
+    request.set_leader_id(self);
+    CallPeer<peer::v1::ConfirmLeaderResponse>(
+        [stub = ChannelFor(address)->peer.get()](auto... args) {
+          stub->async()->ConfirmLeader(args...);
+        },
+        std::move(request), round_deadline,
+        [round](const absl::Status& st, const peer::v1::ConfirmLeaderResponse& response) {
+          round->Answer(st.ok() && response.confirmed());
         });
   }
 }
@@ -392,27 +404,18 @@ void LeaderRouter::ReadBarrier(dir::Consistency consistency, int64_t deadline_ms
       op->RetryOrFail(channel.status());
       return;
     }
-    struct Call {
-      grpc::ClientContext context;
-      peer::v1::ReadIndexRequest request;
-      peer::v1::ReadIndexResponse response;
-    };
-    auto call = std::make_shared<Call>();
-    SetDeadline(call->context, AttemptDeadline(op->deadline_ms));
-    (*channel)->peer->async()->ReadIndex(&call->context, &call->request, &call->response,
-                                         [this, op, call, deadline_ms](const grpc::Status& status) {
-                                           absl::Status st = FromGrpcStatus(status);
-                                           if (!st.ok()) {
-                                             // A read has no side effect: any failure may be
-                                             // retried.
-                                             op->RetryOrFail(st);
-                                             return;
-                                           }
-                                           consensus_.WaitApplied(
-                                               call->response.index(),
-                                               std::max<int64_t>(1, deadline_ms - NowMs()),
-                                               [op](absl::Status applied) { op->Finish(applied); });
-                                         });
+    CallPeer<peer::v1::ReadIndexResponse>(
+        [stub = (*channel)->peer.get()](auto... args) { stub->async()->ReadIndex(args...); },
+        peer::v1::ReadIndexRequest(), AttemptDeadline(op->deadline_ms),
+        [this, op, deadline_ms](const absl::Status& st,
+                                const peer::v1::ReadIndexResponse& response) {
+          if (!st.ok()) {
+            op->RetryOrFail(st);  // a read has no side effect: any failure may be retried
+            return;
+          }
+          consensus_.WaitApplied(response.index(), std::max<int64_t>(1, deadline_ms - NowMs()),
+                                 [op](absl::Status applied) { op->Finish(applied); });
+        });
   };
   op->Run();
 }
@@ -437,19 +440,14 @@ void LeaderRouter::RenewLease(int64_t id, int64_t deadline_ms,
       op->RetryOrFail(channel.status());
       return;
     }
-    struct Call {
-      grpc::ClientContext context;
-      peer::v1::RenewLeaseRequest request;
-      peer::v1::RenewLeaseResponse response;
-    };
-    auto call = std::make_shared<Call>();
-    SetDeadline(call->context, AttemptDeadline(op->deadline_ms));
-    call->request.set_id(id);
-    (*channel)->peer->async()->RenewLease(
-        &call->context, &call->request, &call->response, [op, call](const grpc::Status& status) {
-          absl::Status st = FromGrpcStatus(status);
+    peer::v1::RenewLeaseRequest request;
+    request.set_id(id);
+    CallPeer<peer::v1::RenewLeaseResponse>(
+        [stub = (*channel)->peer.get()](auto... args) { stub->async()->RenewLease(args...); },
+        std::move(request), AttemptDeadline(op->deadline_ms),
+        [op](const absl::Status& st, const peer::v1::RenewLeaseResponse& response) {
           if (st.ok()) {
-            op->Finish(call->response.ttl_ms());
+            op->Finish(response.ttl_ms());
           } else if (st.code() == absl::StatusCode::kNotFound ||
                      st.code() == absl::StatusCode::kInvalidArgument) {
             op->Finish(st);
