@@ -575,6 +575,7 @@ struct RaftConsensus::Impl {
     transfer->req.data = transfer;
     int rv = raft_transfer(&raft, &transfer->req, id, [](struct raft_transfer* req) {
       auto* transfer = static_cast<Transfer*>(req->data);
+      transfer->impl->Poll();  // status() reflects the new leader now
       const uint64_t leader = transfer->impl->CurrentLeader();
       if (leader != 0 && leader != transfer->impl->options.id &&
           (transfer->id == 0 || leader == transfer->id)) {

@@ -438,25 +438,33 @@ void FillMembers(ServiceContext& ctx, google::protobuf::RepeatedPtrField<dir::Me
 }
 
 // Runs `local` when this replica leads, else forwards `forward(stub, context, done)` to the
-// leader's Cluster service and relays its answer.
+// leader's Cluster service and relays its answer. During an election it waits for a leader
+// (up to --leader-wait-ms), like writes do.
 template <typename Local, typename Forward>
 grpc::ServerUnaryReactor* OnLeader(grpc::CallbackServerContext* context, ServiceContext& ctx,
                                    Local local, Forward forward) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  if (ctx.consensus.status().role == raft::Role::kLeader) {
-    local(reactor);
-    return reactor;
-  }
-  absl::StatusOr<std::shared_ptr<dir::Cluster::Stub>> stub = ctx.router.LeaderClusterStub();
-  if (!stub.ok()) {
-    reactor->Finish(ToGrpcStatus(absl::UnavailableError(
-        absl::StrCat("cannot reach the leader: ", stub.status().message()))));
-    return reactor;
-  }
-  auto client_context = std::make_shared<grpc::ClientContext>();
-  client_context->set_deadline(context->deadline());
-  forward(**stub, client_context.get(),
-          [reactor, client_context](grpc::Status status) { reactor->Finish(status); });
+  const auto grpc_deadline = context->deadline();
+  ctx.router.ResolveLeader(
+      ctx.router.DeadlineFor(grpc_deadline),
+      [reactor, grpc_deadline, local = std::move(local), forward = std::move(forward)](
+          absl::StatusOr<std::shared_ptr<dir::Cluster::Stub>> stub) mutable {
+        if (!stub.ok()) {
+          reactor->Finish(ToGrpcStatus(absl::UnavailableError(
+              absl::StrCat("cannot reach the leader: ", stub.status().message()))));
+          return;
+        }
+        if (*stub == nullptr) {  // this replica leads
+          local(reactor);
+          return;
+        }
+        auto client_context = std::make_shared<grpc::ClientContext>();
+        client_context->set_deadline(grpc_deadline);
+        forward(**stub, client_context.get(),
+                [reactor, client_context, keep = *stub](const grpc::Status& status) {
+                  reactor->Finish(status);
+                });
+      });
   return reactor;
 }
 
@@ -465,28 +473,36 @@ grpc::ServerUnaryReactor* OnLeader(grpc::CallbackServerContext* context, Service
 grpc::ServerUnaryReactor* ClusterService::Status(grpc::CallbackServerContext* context,
                                                  const dir::StatusRequest* /*request*/,
                                                  dir::StatusResponse* response) {
-  raft::ConsensusStatus consensus = ctx_.consensus.status();
-  absl::StatusOr<store::StoreStats> stats = ctx_.store.Stats();
+  absl::StatusOr<store::StoreStats> stats = ctx_.store.Stats();  // here, not on the Raft loop
   if (!stats.ok()) return FinishNow(context, stats.status());
-  response->set_id(consensus.id);
-  response->set_role(ToProtoRole(consensus.role));
-  response->set_term(consensus.term);
-  response->set_leader_id(consensus.leader_id);
-  response->set_commit_index(consensus.commit_index);
-  response->set_applied_index(consensus.applied_index);
-  response->set_last_log_index(consensus.last_index);
-  response->set_raft_address(consensus.address);
-  response->set_leader_grpc_address(
-      consensus.role == raft::Role::kLeader ? ctx_.grpc_address : ctx_.router.LeaderGrpcAddress());
-  response->set_revision(stats->revision);
-  response->set_compact_revision(stats->compact_revision);
-  response->set_db_size_bytes(stats->db_size_bytes);
-  response->set_version(ZMESH_VERSION);
-  response->set_nodes(stats->nodes);
-  response->set_registrations(stats->registrations);
-  response->set_leases(stats->leases);
-  response->set_watchers(static_cast<int64_t>(ctx_.hub.size()));
-  return FinishNow(context, absl::OkStatus());
+  const std::string leader_address = ctx_.router.LeaderGrpcAddress();
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  // Role, term and leader as Raft has them now: right after a leadership change the sampled
+  // status() could still call a former leader "leader".
+  ctx_.consensus.CurrentLeadership([this, reactor, response, stats = *std::move(stats),
+                                    leader_address](raft::ConsensusStatus now) {
+    raft::ConsensusStatus consensus = ctx_.consensus.status();
+    response->set_id(consensus.id);
+    response->set_role(ToProtoRole(now.role));
+    response->set_term(now.term);
+    response->set_leader_id(now.leader_id);
+    response->set_commit_index(consensus.commit_index);
+    response->set_applied_index(consensus.applied_index);
+    response->set_last_log_index(consensus.last_index);
+    response->set_raft_address(consensus.address);
+    response->set_leader_grpc_address(now.role == raft::Role::kLeader ? ctx_.grpc_address
+                                                                      : leader_address);
+    response->set_revision(stats.revision);
+    response->set_compact_revision(stats.compact_revision);
+    response->set_db_size_bytes(stats.db_size_bytes);
+    response->set_version(ZMESH_VERSION);
+    response->set_nodes(stats.nodes);
+    response->set_registrations(stats.registrations);
+    response->set_leases(stats.leases);
+    response->set_watchers(static_cast<int64_t>(ctx_.hub.size()));
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ClusterService::ListMembers(grpc::CallbackServerContext* context,

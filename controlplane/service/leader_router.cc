@@ -380,6 +380,27 @@ void LeaderRouter::ConfirmRoundDone() {
   if (again) StartConfirmRound();
 }
 
+void LeaderRouter::ResolveLeader(
+    int64_t deadline_ms,
+    absl::AnyInvocable<void(absl::StatusOr<std::shared_ptr<dir::Cluster::Stub>>) &&> done) {
+  using Result = absl::StatusOr<std::shared_ptr<dir::Cluster::Stub>>;
+  auto op = MakeOp<Result>(timers_, stopping_, std::min(deadline_ms, NowMs() + leader_wait_ms_),
+                           std::move(done));
+  op->attempt = [this](std::shared_ptr<RoutedOp<Result>> op) {
+    if (consensus_.status().role == raft::Role::kLeader) {
+      op->Finish(std::shared_ptr<dir::Cluster::Stub>());
+      return;
+    }
+    absl::StatusOr<Channel*> channel = LeaderChannel();
+    if (!channel.ok()) {
+      op->RetryOrFail(channel.status());
+      return;
+    }
+    op->Finish((*channel)->cluster);
+  };
+  op->Run();
+}
+
 void LeaderRouter::ReadBarrier(dir::Consistency consistency, int64_t deadline_ms, StatusDone done) {
   if (consistency == dir::CONSISTENCY_STALE) {
     std::move(done)(absl::OkStatus());

@@ -63,6 +63,12 @@ class LeaderRouter {
   // The leader's gRPC address when it is known ("" otherwise), and a Cluster stub for it.
   std::string LeaderGrpcAddress();
   absl::StatusOr<std::shared_ptr<directory::v1::Cluster::Stub>> LeaderClusterStub();
+  // Waits (retrying, like Propose) until a leader is known: `done` gets nullptr when this
+  // replica leads, else a Cluster stub for the leader; UNAVAILABLE after the wait.
+  void ResolveLeader(
+      int64_t deadline_ms,
+      absl::AnyInvocable<void(absl::StatusOr<std::shared_ptr<directory::v1::Cluster::Stub>>) &&>
+          done);
 
   // Monotonic deadline for a request with this gRPC deadline (capped for retries).
   int64_t DeadlineFor(std::chrono::system_clock::time_point grpc_deadline) const;
