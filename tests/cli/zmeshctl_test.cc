@@ -19,6 +19,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
 #include "tests/support/cluster_process.h"
+#include "tests/support/cluster_test.h"
 #include "tests/support/directory_process.h"
 #include "tests/support/subprocess.h"
 #include "zmesh/directory/v1/cluster.pb.h"
@@ -569,17 +570,8 @@ TEST_F(WatchTest, ResumesOnTheNextReplicaAfterTheLastRevision) {
 
 // zmeshctl against a real 3-replica cluster: membership, leadership, per-replica status and
 // stale reads.
-class ClusterCtlTest : public ::testing::Test {
+class ClusterCtlTest : public ::zmesh::testing::ClusterTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<ClusterProcess>> cluster = ClusterProcess::Start(dir_.path());
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = *std::move(cluster);
-    absl::StatusOr<uint64_t> leader = cluster_->WaitForLeader();
-    ASSERT_TRUE(leader.ok()) << leader.status();
-    leader_ = *leader;
-  }
-
   CommandResult CtlAt(const std::string& directory, std::vector<std::string> args) {
     std::vector<std::string> argv = {BinPath("zmeshctl"), "--directory", directory};
     argv.insert(argv.end(), args.begin(), args.end());
@@ -602,10 +594,6 @@ class ClusterCtlTest : public ::testing::Test {
     return ParseJson<dv1::ListMembersResponse>(
         CtlOkAt(cluster_->addresses(), {"members", "list", "-o", "json"}));
   }
-
-  TempDir dir_;
-  std::unique_ptr<ClusterProcess> cluster_;
-  uint64_t leader_ = 0;
 };
 
 TEST_F(ClusterCtlTest, MembersListAddRemoveWithAJoiner) {

@@ -8,6 +8,7 @@
 
 #include "gtest/gtest.h"
 #include "tests/support/cluster_process.h"
+#include "tests/support/cluster_test.h"
 #include "tests/support/subprocess.h"
 
 namespace zmesh::client {
@@ -18,17 +19,8 @@ using ::zmesh::testing::ClusterProcess;
 using ::zmesh::testing::Eventually;
 using ::zmesh::testing::TempDir;
 
-class DirectoryClientTest : public ::testing::Test {
+class DirectoryClientTest : public ::zmesh::testing::ClusterTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<ClusterProcess>> cluster = ClusterProcess::Start(dir_.path());
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = *std::move(cluster);
-    absl::StatusOr<uint64_t> leader = cluster_->WaitForLeader();
-    ASSERT_TRUE(leader.ok()) << leader.status();
-    leader_ = *leader;
-  }
-
   std::unique_ptr<DirectoryClient> Client(std::vector<std::string> addresses, bool prefer_leader) {
     DirectoryClientOptions options;
     options.addresses = std::move(addresses);
@@ -46,10 +38,6 @@ class DirectoryClientTest : public ::testing::Test {
   }
 
   uint64_t AFollower() const { return leader_ == 1 ? 2 : 1; }
-
-  TempDir dir_;
-  std::unique_ptr<ClusterProcess> cluster_;
-  uint64_t leader_ = 0;
 };
 
 TEST_F(DirectoryClientTest, LearnsTheLeaderAndFollowsItAcrossAFailover) {

@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "tests/support/cluster_process.h"
+#include "tests/support/cluster_test.h"
 #include "tests/support/subprocess.h"
 
 namespace zmesh::client {
@@ -24,17 +25,8 @@ using ::zmesh::testing::TempDir;
 // not renewed across a failover would expire during the test.
 constexpr int64_t kTtlMs = 1500;
 
-class LeaseKeepAliveTest : public ::testing::Test {
+class LeaseKeepAliveTest : public ::zmesh::testing::ClusterTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<ClusterProcess>> cluster = ClusterProcess::Start(dir_.path());
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = *std::move(cluster);
-    absl::StatusOr<uint64_t> leader = cluster_->WaitForLeader();
-    ASSERT_TRUE(leader.ok()) << leader.status();
-    leader_ = *leader;
-  }
-
   // A client whose first address is replica `first` (the keepalive stream starts there).
   std::unique_ptr<DirectoryClient> ClientStartingAt(uint64_t first) {
     DirectoryClientOptions options;
@@ -122,9 +114,6 @@ class LeaseKeepAliveTest : public ::testing::Test {
                                << " reported lost: " << lost_.front().second;
   }
 
-  TempDir dir_;
-  std::unique_ptr<ClusterProcess> cluster_;
-  uint64_t leader_ = 0;
   absl::Mutex mu_;
   std::vector<std::pair<int64_t, absl::Status>> lost_ ABSL_GUARDED_BY(mu_);
 };

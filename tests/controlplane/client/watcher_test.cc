@@ -12,6 +12,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/cluster_process.h"
+#include "tests/support/cluster_test.h"
 #include "tests/support/subprocess.h"
 
 namespace zmesh::client {
@@ -55,17 +56,8 @@ class Collector {
   int snapshots_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-class WatcherTest : public ::testing::Test {
+class WatcherTest : public ::zmesh::testing::ClusterTest {
  protected:
-  void SetUp() override {
-    absl::StatusOr<std::unique_ptr<ClusterProcess>> cluster = ClusterProcess::Start(dir_.path());
-    ASSERT_TRUE(cluster.ok()) << cluster.status();
-    cluster_ = *std::move(cluster);
-    absl::StatusOr<uint64_t> leader = cluster_->WaitForLeader();
-    ASSERT_TRUE(leader.ok()) << leader.status();
-    leader_ = *leader;
-  }
-
   // A client whose first address is replica `first` (a watch starts there).
   std::unique_ptr<DirectoryClient> ClientStartingAt(uint64_t first) {
     DirectoryClientOptions options;
@@ -184,9 +176,6 @@ class WatcherTest : public ::testing::Test {
     return 0;
   }
 
-  TempDir dir_;
-  std::unique_ptr<ClusterProcess> cluster_;
-  uint64_t leader_ = 0;
   absl::Mutex mu_;
   std::vector<WatchResume> resumes_ ABSL_GUARDED_BY(mu_);
 };
