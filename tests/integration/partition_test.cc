@@ -37,6 +37,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/support/replica_state.h"
 #include "tests/support/subprocess.h"
 #include "zmesh/directory/v1/cluster.grpc.pb.h"
 #include "zmesh/directory/v1/directory.grpc.pb.h"
@@ -416,48 +417,9 @@ class PartitionTest : public ::testing::Test {
         << "the read waited " << read_ms << " ms: " << read.err;
   }
 
-  // Replica n's own state (stale reads): nodes, registrations of every topic, leases.
+  // Replica n's own state (stale reads).
   std::string StateDump(int n) {
-    dir::ReadOptions stale;
-    stale.set_consistency(dir::CONSISTENCY_STALE);
-    std::string dump;
-    dir::ListNodesRequest nodes_request;
-    *nodes_request.mutable_read() = stale;
-    dir::ListNodesResponse nodes;
-    grpc::Status status = stubs(n).directory->ListNodes(Context(2000).get(), nodes_request, &nodes);
-    if (!status.ok()) return absl::StrCat("ListNodes failed: ", status.error_message());
-    absl::StrAppend(&dump, "revision ", nodes.revision(), "\n");
-    for (const dir::Node& node : nodes.nodes()) {
-      absl::StrAppend(&dump, "node ", node.ShortDebugString(), "\n");
-    }
-    dir::ListTopicsRequest topics_request;
-    *topics_request.mutable_read() = stale;
-    topics_request.set_page_size(1000);
-    dir::ListTopicsResponse topics;
-    status = stubs(n).directory->ListTopics(Context(2000).get(), topics_request, &topics);
-    if (!status.ok()) return absl::StrCat("ListTopics failed: ", status.error_message());
-    for (const dir::TopicSummary& topic : topics.topics()) {
-      dir::LookupRequest lookup_request;
-      *lookup_request.mutable_read() = stale;
-      lookup_request.set_exchange(topic.exchange());
-      lookup_request.set_topic(topic.topic());
-      dir::LookupResponse lookup;
-      status = stubs(n).directory->Lookup(Context(2000).get(), lookup_request, &lookup);
-      if (!status.ok()) return absl::StrCat("Lookup failed: ", status.error_message());
-      for (const dir::Endpoint& endpoint : lookup.endpoints()) {
-        absl::StrAppend(&dump, "registration ", endpoint.registration().ShortDebugString(), "\n");
-      }
-    }
-    dir::ListLeasesRequest leases_request;
-    *leases_request.mutable_read() = stale;
-    dir::ListLeasesResponse leases;
-    status = stubs(n).leases->ListLeases(Context(2000).get(), leases_request, &leases);
-    if (!status.ok()) return absl::StrCat("ListLeases failed: ", status.error_message());
-    for (dir::Lease lease : leases.leases()) {
-      lease.clear_remaining_ms();
-      absl::StrAppend(&dump, "lease ", lease.ShortDebugString(), "\n");
-    }
-    return dump;
+    return testing::ReplicaStateDump(*stubs(n).directory, *stubs(n).leases, 2000);
   }
 
   // Waits until all replicas hold the same state; returns it.

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/support/cluster_process.h"
+#include "tests/support/replica_state.h"
 #include "tests/support/subprocess.h"
 #include "zmesh/directory/v1/cluster.grpc.pb.h"
 #include "zmesh/directory/v1/directory.grpc.pb.h"
@@ -260,56 +261,9 @@ class RaftClusterTest : public ::testing::Test {
     return response;
   }
 
-  // The whole state a replica holds, read locally (stale), as one comparable text: nodes,
-  // every topic's registrations, leases (without the remaining time, which only the leader
-  // tracks) and the revision.
+  // The whole state a replica holds, read locally (see ReplicaStateDump).
   std::string StateDump(uint64_t id) {
-    dir::ReadOptions stale;
-    stale.set_consistency(dir::CONSISTENCY_STALE);
-    std::string dump;
-    dir::ListNodesRequest nodes_request;
-    *nodes_request.mutable_read() = stale;
-    dir::ListNodesResponse nodes;
-    grpc::Status status =
-        stubs(id).directory->ListNodes(Context(3000).get(), nodes_request, &nodes);
-    if (!status.ok()) return absl::StrCat("ListNodes failed: ", status.error_message());
-    absl::StrAppend(&dump, "revision ", nodes.revision(), "\n");
-    for (const dir::Node& node : nodes.nodes()) {
-      absl::StrAppend(&dump, "node ", node.ShortDebugString(), "\n");
-    }
-    std::string page_token;
-    do {
-      dir::ListTopicsRequest topics_request;
-      *topics_request.mutable_read() = stale;
-      topics_request.set_page_size(1000);
-      topics_request.set_page_token(page_token);
-      dir::ListTopicsResponse topics;
-      status = stubs(id).directory->ListTopics(Context(3000).get(), topics_request, &topics);
-      if (!status.ok()) return absl::StrCat("ListTopics failed: ", status.error_message());
-      for (const dir::TopicSummary& topic : topics.topics()) {
-        dir::LookupRequest lookup_request;
-        *lookup_request.mutable_read() = stale;
-        lookup_request.set_exchange(topic.exchange());
-        lookup_request.set_topic(topic.topic());
-        dir::LookupResponse lookup;
-        status = stubs(id).directory->Lookup(Context(3000).get(), lookup_request, &lookup);
-        if (!status.ok()) return absl::StrCat("Lookup failed: ", status.error_message());
-        for (const dir::Endpoint& endpoint : lookup.endpoints()) {
-          absl::StrAppend(&dump, "registration ", endpoint.registration().ShortDebugString(), "\n");
-        }
-      }
-      page_token = topics.next_page_token();
-    } while (!page_token.empty());
-    dir::ListLeasesRequest leases_request;
-    *leases_request.mutable_read() = stale;
-    dir::ListLeasesResponse leases;
-    status = stubs(id).leases->ListLeases(Context(3000).get(), leases_request, &leases);
-    if (!status.ok()) return absl::StrCat("ListLeases failed: ", status.error_message());
-    for (dir::Lease lease : leases.leases()) {
-      lease.clear_remaining_ms();
-      absl::StrAppend(&dump, "lease ", lease.ShortDebugString(), "\n");
-    }
-    return dump;
+    return testing::ReplicaStateDump(*stubs(id).directory, *stubs(id).leases, 3000);
   }
 
   // Waits until every running replica holds the same state as the leader; returns that state.
