@@ -37,6 +37,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/support/netns.h"
 #include "tests/support/replica_state.h"
 #include "tests/support/subprocess.h"
 #include "zmesh/directory/v1/cluster.grpc.pb.h"
@@ -47,7 +48,15 @@ namespace zmesh {
 namespace {
 
 namespace dir = ::zmesh::directory::v1;
+using testing::AddBridge;
+using testing::AttachHost;
 using testing::BinPath;
+using testing::EnterNamespace;
+using testing::Ip;
+using testing::IpPath;
+using testing::Namespaces;
+using testing::RemoveLeftoverNamespaces;
+using testing::ReturnToNamespace;
 using testing::CommandResult;
 using testing::Eventually;
 using testing::RunCommand;
@@ -70,65 +79,6 @@ int64_t NowMs() {
       .count();
 }
 
-std::string IpPath() {
-  for (const char* path : {"/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"}) {
-    if (access(path, X_OK) == 0) return path;
-  }
-  return "/usr/sbin/ip";
-}
-
-// Runs `ip args...`; an error with its output when it fails.
-absl::Status Ip(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {IpPath()};
-  argv.insert(argv.end(), args.begin(), args.end());
-  absl::StatusOr<CommandResult> result = RunCommand(argv, 10000);
-  if (!result.ok()) return result.status();
-  if (result->exit_code != 0) {
-    return absl::InternalError(absl::StrCat(absl::StrJoin(argv, " "), " failed (exit ",
-                                            result->exit_code, "): ", result->err, result->out));
-  }
-  return absl::OkStatus();
-}
-
-// Deletes namespaces left behind by earlier runs of this test that died before cleaning up
-// (their creator's pid, part of the name, no longer exists).
-void RemoveLeftoverNamespaces() {
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/run/netns", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (!absl::StartsWith(name, kNetnsPrefix)) continue;
-    std::vector<std::string> parts = absl::StrSplit(name.substr(sizeof(kNetnsPrefix) - 1), '-');
-    int pid = 0;
-    if (parts.empty() || !absl::SimpleAtoi(parts[0], &pid) || pid <= 0) continue;
-    if (pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH) continue;
-    (void)Ip({"netns", "del", name});
-  }
-}
-
-// Network namespaces created by this process; deleted by the destructor, in reverse order.
-class Namespaces {
- public:
-  Namespaces() = default;
-  Namespaces(const Namespaces&) = delete;
-  Namespaces& operator=(const Namespaces&) = delete;
-  ~Namespaces() {
-    for (auto it = names_.rbegin(); it != names_.rend(); ++it) {
-      if (absl::Status st = Ip({"netns", "del", *it}); !st.ok()) {
-        std::cerr << "cleanup: " << st << "\n";
-      }
-    }
-  }
-  [[nodiscard]] absl::Status Add(const std::string& name) {
-    (void)Ip({"netns", "del", name});  // a leftover of the same name
-    if (absl::Status st = Ip({"netns", "add", name}); !st.ok()) return st;
-    names_.push_back(name);
-    return Ip({"-n", name, "link", "set", "lo", "up"});
-  }
-
- private:
-  std::vector<std::string> names_;
-};
-
 // The bridge namespace, shared by the tests of this binary and entered by the test process.
 struct Lab {
   Namespaces namespaces;
@@ -144,40 +94,20 @@ class PartitionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;  // each test fails with the reason
-    RemoveLeftoverNamespaces();
+    RemoveLeftoverNamespaces(kNetnsPrefix);
     lab_ = new Lab;
     lab_->bridge_ns = absl::StrCat(kNetnsPrefix, getpid(), "-br");
     lab_setup_ = [] {
       if (absl::Status st = lab_->namespaces.Add(lab_->bridge_ns); !st.ok()) return st;
-      if (absl::Status st = Ip({"-n", lab_->bridge_ns, "link", "add", "br0", "type", "bridge"});
-          !st.ok()) {
-        return st;
-      }
-      if (absl::Status st = Ip({"-n", lab_->bridge_ns, "link", "set", "br0", "up"}); !st.ok()) {
-        return st;
-      }
+      if (absl::Status st = AddBridge(lab_->bridge_ns, "br0"); !st.ok()) return st;
       // Before gRPC starts any thread: every thread it starts later inherits the namespace.
-      lab_->original_netns_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-      const int fd =
-          open(absl::StrCat("/run/netns/", lab_->bridge_ns).c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) {
-        if (fd >= 0) close(fd);
-        return absl::InternalError(
-            absl::StrCat("entering network namespace ", lab_->bridge_ns, ": ", strerror(errno)));
-      }
-      close(fd);
-      return absl::OkStatus();
+      return EnterNamespace(lab_->bridge_ns, &lab_->original_netns_fd);
     }();
   }
 
   static void TearDownTestSuite() {
     if (lab_ == nullptr) return;
-    if (lab_->original_netns_fd >= 0) {
-      if (setns(lab_->original_netns_fd, CLONE_NEWNET) != 0) {
-        std::cerr << "cannot return to the original network namespace\n";
-      }
-      close(lab_->original_netns_fd);
-    }
+    ReturnToNamespace(lab_->original_netns_fd);
     delete lab_;
     lab_ = nullptr;
   }
@@ -201,14 +131,9 @@ class PartitionTest : public ::testing::Test {
       const std::string ns = Netns(n);
       ASSERT_TRUE(namespaces_.Add(ns).ok());
       // eth0 inside the replica's namespace, Veth(n) on the bridge.
-      absl::Status st = Ip({"-n", lab_->bridge_ns, "link", "add", Veth(n), "type", "veth", "peer",
-                            "name", "eth0", "netns", ns});
+      absl::Status st = AttachHost(lab_->bridge_ns, "br0", ns, Veth(n),
+                                   absl::StrCat("10.213.", subnet_, ".", n, "/24"));
       ASSERT_TRUE(st.ok()) << st;
-      ASSERT_TRUE(Ip({"-n", lab_->bridge_ns, "link", "set", Veth(n), "master", "br0", "up"}).ok());
-      ASSERT_TRUE(Ip({"-n", ns, "addr", "add", absl::StrCat("10.213.", subnet_, ".", n, "/24"),
-                      "dev", "eth0"})
-                      .ok());
-      ASSERT_TRUE(Ip({"-n", ns, "link", "set", "eth0", "up"}).ok());
     }
     initial_cluster_ = absl::StrJoin(peers, ",");
     for (int n = 1; n <= kReplicas; ++n) ASSERT_NO_FATAL_FAILURE(StartReplica(n));
