@@ -47,6 +47,8 @@ std::vector<Command> LeaseCommands();
 std::vector<Command> StatusCommands();
 std::vector<Command> WatchCommands();
 std::vector<Command> ClusterCommands();
+// call, cast, fanout, notify, serve, listen: messages through the local zmesh-proxy.
+std::vector<Command> MessageCommands();
 
 // An error in how the command was used that the parser cannot see (e.g. conflicting flags).
 absl::Status UsageError(absl::string_view message);

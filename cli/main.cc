@@ -1,6 +1,7 @@
-// zmeshctl: the operator CLI of the zmesh directory. Parses the command line, connects to the
-// directory and runs one command. Exit codes: 0 success, 1 the directory returned an error,
-// 2 the command line is wrong.
+// zmeshctl: the operator CLI of zmesh. Parses the command line and runs one command: against the
+// directory (cluster, nodes, topics, leases, watch), or through the local zmesh-proxy (call, cast,
+// fanout, notify, serve, listen). Exit codes: 0 success, 1 the directory, the proxy or a server
+// returned an error, 2 the command line is wrong.
 #include <cstdlib>
 #include <iostream>
 #include <map>
@@ -34,7 +35,9 @@ int Fail(int code, absl::string_view message) {
 }
 
 int Run(const std::vector<std::string>& argv) {
-  CommandLine line("zmeshctl", "zmeshctl: operator CLI of the zmesh directory.");
+  CommandLine line("zmeshctl",
+                   "zmeshctl: operator CLI of zmesh: the directory, and messages through "
+                   "the local zmesh-proxy.");
   line.AddGlobalFlag(StringFlag("directory", "HOST:PORT[,HOST:PORT...]",
                                 absl::StrCat("Directory replicas (default $", kDirectoryEnv,
                                              ", else ", kDefaultDirectory, ")")));
@@ -42,7 +45,8 @@ int Run(const std::vector<std::string>& argv) {
       ChoiceFlag("output", "FORMAT", "Output format: table or json", {"table", "json"}, "table");
   output.short_name = 'o';
   line.AddGlobalFlag(output);
-  line.AddGlobalFlag(IntFlag("timeout-ms", "MS", "Deadline of each request", 1,
+  line.AddGlobalFlag(IntFlag("timeout-ms", "MS",
+                             "Deadline of each request (call, cast: of the message)", 1,
                              std::numeric_limits<int64_t>::max(), "5000"));
   line.AddGlobalFlag(ChoiceFlag(
       "consistency", "MODE",
@@ -53,7 +57,11 @@ int Run(const std::vector<std::string>& argv) {
 
   std::map<std::string, Handler> handlers;
   for (auto group : {StatusCommands, ClusterCommands, NodeCommands, TopicCommands, LeaseCommands,
-                     WatchCommands}) {
+                     WatchCommands
+#ifdef ZMESH_CLI_MESSAGES
+                     , MessageCommands
+#endif
+       }) {
     for (Command& command : group()) {
       handlers[command.spec.Path()] = std::move(command.handler);
       line.AddCommand(std::move(command.spec));
