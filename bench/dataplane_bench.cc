@@ -34,6 +34,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "bench/dataplane/child_process.h"
 #include "bench/dataplane/raw.h"
 #include "bench/dataplane/runner.h"
@@ -54,6 +55,7 @@ ABSL_FLAG(std::string, work_dir, "",
           "Directory for the children's logs and IPC sockets, kept after the run (default: a "
           "temporary directory, removed at the end). Keep it short: IPC paths are limited.");
 ABSL_FLAG(bool, raw_only, false, "Measure the raw libzmq baselines only.");
+ABSL_FLAG(bool, zmesh_only, false, "Measure zmesh only (e.g. to profile it).");
 ABSL_FLAG(std::string, proxy_prefix, "",
           "Command wrapped around every zmesh-proxy, words separated by spaces (e.g. "
           "\"valgrind --tool=callgrind\" to profile it).");
@@ -122,9 +124,8 @@ void Report(const char* system, const char* what, int64_t payload, const CallSta
 
 void Report(const char* system, const char* what, int64_t payload, const OneWayStats& stats) {
   fprintf(stderr, "%-5s %-22s %6s: %9.0f msgs/s  (%lld messages in %.3f s)%s%s\n", system, what,
-          PayloadName(payload).c_str(), stats.per_second(),
-          static_cast<long long>(stats.messages), stats.seconds,
-          stats.error.empty() ? "" : "  FAILED: ", stats.error.c_str());
+          PayloadName(payload).c_str(), stats.per_second(), static_cast<long long>(stats.messages),
+          stats.seconds, stats.error.empty() ? "" : "  FAILED: ", stats.error.c_str());
   failed |= !stats.error.empty();
 }
 
@@ -134,24 +135,30 @@ std::string Cell(double value, bool measured, const char* format = "%.0f") {
 }
 
 // How zmesh compares with the aim: "ok" or "MISSED" with the bound.
-std::string Aim(double ratio, bool measured, bool at_most, double bound) {
-  if (!measured) return "";
+std::string Aim(double ratio, bool at_most, double bound) {
   const bool met = at_most ? ratio <= bound : ratio >= bound;
   return absl::StrFormat("%s %.2f %s", at_most ? "<=" : ">=", bound, met ? "ok" : "MISSED");
 }
 
-void PrintRow(const std::string& what, int64_t payload, double zmesh, bool zmesh_measured,
+// Which systems a run measured.
+struct Measured {
+  bool zmesh = false;
+  bool raw = false;
+};
+
+void PrintRow(const std::string& what, int64_t payload, const Measured& measured, double zmesh,
               double raw, double direct, bool has_direct, const std::string& aim_text,
               const char* format) {
-  const bool ratio_ok = zmesh_measured && raw > 0;
+  const bool ratio_ok = measured.zmesh && measured.raw && raw > 0;
   printf("%-30s %7s %11s %11s %9s %11s  %s\n", what.c_str(), PayloadName(payload).c_str(),
-         Cell(zmesh, zmesh_measured, format).c_str(), Cell(raw, true, format).c_str(),
+         Cell(zmesh, measured.zmesh, format).c_str(), Cell(raw, measured.raw, format).c_str(),
          ratio_ok ? absl::StrFormat("%.2f", zmesh / raw).c_str() : "-",
-         has_direct ? Cell(direct, true, format).c_str() : "", aim_text.c_str());
+         has_direct ? Cell(direct, measured.raw, format).c_str() : "",
+         ratio_ok ? aim_text.c_str() : "");
 }
 
 void PrintTable(const std::vector<PayloadResults>& results, const Timing& timing, int callers,
-                bool zmesh_measured) {
+                const Measured& measured) {
   char date[32];
   const time_t now = time(nullptr);
   strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
@@ -166,26 +173,24 @@ void PrintTable(const std::vector<PayloadResults>& results, const Timing& timing
         r.hop_latency.PercentileUs(0.5) > 0
             ? r.zmesh_latency.PercentileUs(0.5) / r.hop_latency.PercentileUs(0.5)
             : 0;
-    PrintRow("call latency p50 (us)", p, r.zmesh_latency.PercentileUs(0.5), zmesh_measured,
+    PrintRow("call latency p50 (us)", p, measured, r.zmesh_latency.PercentileUs(0.5),
              r.hop_latency.PercentileUs(0.5), r.direct_latency.PercentileUs(0.5), true,
-             Aim(latency_ratio, zmesh_measured, true, 1.3), "%.1f");
-    PrintRow("call latency p99 (us)", p, r.zmesh_latency.PercentileUs(0.99), zmesh_measured,
+             Aim(latency_ratio, /*at_most=*/true, 1.3), "%.1f");
+    PrintRow("call latency p99 (us)", p, measured, r.zmesh_latency.PercentileUs(0.99),
              r.hop_latency.PercentileUs(0.99), r.direct_latency.PercentileUs(0.99), true, "",
              "%.1f");
-    PrintRow(absl::StrCat("call ", callers, " callers (calls/s)"), p,
-             r.zmesh_many.calls_per_second(), zmesh_measured, r.hop_many.calls_per_second(),
+    PrintRow(absl::StrCat("call ", callers, " callers (calls/s)"), p, measured,
+             r.zmesh_many.calls_per_second(), r.hop_many.calls_per_second(),
              r.direct_many.calls_per_second(), true, "", "%.0f");
-    PrintRow(absl::StrCat("call ", callers, " callers p50 (us)"), p,
-             r.zmesh_many.PercentileUs(0.5), zmesh_measured, r.hop_many.PercentileUs(0.5),
+    PrintRow(absl::StrCat("call ", callers, " callers p50 (us)"), p, measured,
+             r.zmesh_many.PercentileUs(0.5), r.hop_many.PercentileUs(0.5),
              r.direct_many.PercentileUs(0.5), true, "", "%.1f");
     const double cast_ratio =
         r.raw_cast.per_second() > 0 ? r.zmesh_cast.per_second() / r.raw_cast.per_second() : 0;
-    PrintRow("cast (msgs/s)", p, r.zmesh_cast.per_second(), zmesh_measured,
-             r.raw_cast.per_second(), 0, false, Aim(cast_ratio, zmesh_measured, false, 0.5),
-             "%.0f");
-    PrintRow(absl::StrCat("fanout to ", kFanoutNodes, " nodes (msgs/s)"), p,
-             r.zmesh_fanout.per_second(), zmesh_measured, r.raw_fanout.per_second(), 0, false, "",
-             "%.0f");
+    PrintRow("cast (msgs/s)", p, measured, r.zmesh_cast.per_second(), r.raw_cast.per_second(), 0,
+             false, Aim(cast_ratio, /*at_most=*/false, 0.5), "%.0f");
+    PrintRow(absl::StrCat("fanout to ", kFanoutNodes, " nodes (msgs/s)"), p, measured,
+             r.zmesh_fanout.per_second(), r.raw_fanout.per_second(), 0, false, "", "%.0f");
   }
   printf(
       "raw: calls = DEALER -tcp-> zmq_proxy process (ROUTER|DEALER) -ipc-> echo worker process "
@@ -240,28 +245,39 @@ int Main(int argc, char** argv) {
 
   const int64_t begin_ns = SteadyNowNs();
   zmq::context_t context;
-  absl::StatusOr<std::unique_ptr<RawSystem>> raw = RawSystem::Start(context, dir, kFanoutNodes);
-  if (!raw.ok()) {
-    fprintf(stderr, "starting the raw baselines: %s\n", raw.status().ToString().c_str());
-    return 1;
+  std::unique_ptr<RawSystem> raw;
+  if (!absl::GetFlag(FLAGS_zmesh_only)) {
+    absl::StatusOr<std::unique_ptr<RawSystem>> started =
+        RawSystem::Start(context, dir, kFanoutNodes);
+    if (!started.ok()) {
+      fprintf(stderr, "starting the raw baselines: %s\n", started.status().ToString().c_str());
+      return 1;
+    }
+    raw = std::move(*started);
   }
-  bool zmesh_measured = false;
 #ifdef ZMESH_BENCH_HAS_ZMESH
   std::unique_ptr<ZmeshSystem> zmesh;
   if (!absl::GetFlag(FLAGS_raw_only)) {
     ZmeshSystemOptions zmesh_options;
     zmesh_options.dir = dir;
     zmesh_options.server_nodes = kFanoutNodes;
-    zmesh_options.proxy_prefix = absl::GetFlag(FLAGS_proxy_prefix);
+    zmesh_options.proxy_prefix =
+        absl::StrSplit(absl::GetFlag(FLAGS_proxy_prefix), ' ', absl::SkipEmpty());
     absl::StatusOr<std::unique_ptr<ZmeshSystem>> started =
         ZmeshSystem::Start(context, zmesh_options);
     if (!started.ok()) {
       fprintf(stderr, "starting zmesh: %s\n", started.status().ToString().c_str());
-      (void)(*raw)->Stop();
+      if (raw != nullptr) (void)raw->Stop();
       return 1;
     }
     zmesh = std::move(*started);
-    zmesh_measured = true;
+  }
+  const bool zmesh_measured = zmesh != nullptr;
+#else
+  const bool zmesh_measured = false;
+  if (absl::GetFlag(FLAGS_zmesh_only)) {
+    fprintf(stderr, "--zmesh_only: this build has no zmesh side (libzmesh not built)\n");
+    return 2;
   }
 #endif
   fprintf(stderr, "processes up after %.0f ms (logs in %s)\n", (SteadyNowNs() - begin_ns) / 1e6,
@@ -273,51 +289,45 @@ int Main(int argc, char** argv) {
     PayloadResults r;
     r.payload_bytes = payload_bytes;
     const std::string payload(payload_bytes, 'z');
-    RawSystem& rs = **raw;
+    auto calls = [&](const char* system, const char* what, CallPath& path, int n,
+                     CallStats& stats) {
+      stats = RunCalls(path, payload, n, timing);
+      Report(system, what, payload_bytes, stats);
+    };
+    auto one_way = [&](const char* system, const char* what, OneWaySender& sender,
+                       const std::vector<ReceiverControl*>& receivers, OneWayStats& stats) {
+      stats = RunOneWay(sender, receivers, payload, timing);
+      Report(system, what, payload_bytes, stats);
+    };
 #ifdef ZMESH_BENCH_HAS_ZMESH
-    if (zmesh != nullptr) {
-      r.zmesh_latency = RunCalls(zmesh->call_path(), payload, 1, timing);
-      Report("zmesh", "call latency", payload_bytes, r.zmesh_latency);
+    if (zmesh) calls("zmesh", "call latency", zmesh->call_path(), 1, r.zmesh_latency);
+#endif
+    if (raw) calls("raw", "call latency 1 hop", raw->proxied_echo(), 1, r.hop_latency);
+    if (raw) calls("raw", "call latency no hop", raw->direct_echo(), 1, r.direct_latency);
+#ifdef ZMESH_BENCH_HAS_ZMESH
+    if (zmesh) calls("zmesh", "call many callers", zmesh->call_path(), callers, r.zmesh_many);
+#endif
+    if (raw) calls("raw", "call many 1 hop", raw->proxied_echo(), callers, r.hop_many);
+    if (raw) calls("raw", "call many no hop", raw->direct_echo(), callers, r.direct_many);
+#ifdef ZMESH_BENCH_HAS_ZMESH
+    if (zmesh) {
+      one_way("zmesh", "cast", zmesh->cast_sender(), zmesh->cast_receivers(), r.zmesh_cast);
     }
 #endif
-    r.hop_latency = RunCalls(rs.proxied_echo(), payload, 1, timing);
-    Report("raw", "call latency 1 hop", payload_bytes, r.hop_latency);
-    r.direct_latency = RunCalls(rs.direct_echo(), payload, 1, timing);
-    Report("raw", "call latency no hop", payload_bytes, r.direct_latency);
-
+    if (raw)
+      one_way("raw", "cast push/pull", raw->cast_sender(), raw->cast_receivers(), r.raw_cast);
 #ifdef ZMESH_BENCH_HAS_ZMESH
-    if (zmesh != nullptr) {
-      r.zmesh_many = RunCalls(zmesh->call_path(), payload, callers, timing);
-      Report("zmesh", "call many callers", payload_bytes, r.zmesh_many);
+    if (zmesh) {
+      one_way("zmesh", "fanout", zmesh->fanout_sender(), zmesh->fanout_receivers(), r.zmesh_fanout);
     }
 #endif
-    r.hop_many = RunCalls(rs.proxied_echo(), payload, callers, timing);
-    Report("raw", "call many 1 hop", payload_bytes, r.hop_many);
-    r.direct_many = RunCalls(rs.direct_echo(), payload, callers, timing);
-    Report("raw", "call many no hop", payload_bytes, r.direct_many);
-
-#ifdef ZMESH_BENCH_HAS_ZMESH
-    if (zmesh != nullptr) {
-      r.zmesh_cast = RunOneWay(zmesh->cast_sender(), zmesh->cast_receivers(), payload, timing);
-      Report("zmesh", "cast", payload_bytes, r.zmesh_cast);
+    if (raw) {
+      one_way("raw", "fanout 3 push", raw->fanout_sender(), raw->fanout_receivers(), r.raw_fanout);
     }
-#endif
-    r.raw_cast = RunOneWay(rs.cast_sender(), rs.cast_receivers(), payload, timing);
-    Report("raw", "cast push/pull", payload_bytes, r.raw_cast);
-
-#ifdef ZMESH_BENCH_HAS_ZMESH
-    if (zmesh != nullptr) {
-      r.zmesh_fanout =
-          RunOneWay(zmesh->fanout_sender(), zmesh->fanout_receivers(), payload, timing);
-      Report("zmesh", "fanout", payload_bytes, r.zmesh_fanout);
-    }
-#endif
-    r.raw_fanout = RunOneWay(rs.fanout_sender(), rs.fanout_receivers(), payload, timing);
-    Report("raw", "fanout 3 push", payload_bytes, r.raw_fanout);
     results.push_back(std::move(r));
   }
 
-  PrintTable(results, timing, callers, zmesh_measured);
+  PrintTable(results, timing, callers, Measured{zmesh_measured, raw != nullptr});
 
 #ifdef ZMESH_BENCH_HAS_ZMESH
   if (zmesh != nullptr) {
@@ -328,10 +338,12 @@ int Main(int argc, char** argv) {
     }
   }
 #endif
-  absl::Status stopped = (*raw)->Stop();
-  if (!stopped.ok()) {
-    fprintf(stderr, "stopping the raw baselines: %s\n", stopped.ToString().c_str());
-    failed = true;
+  if (raw != nullptr) {
+    absl::Status stopped = raw->Stop();
+    if (!stopped.ok()) {
+      fprintf(stderr, "stopping the raw baselines: %s\n", stopped.ToString().c_str());
+      failed = true;
+    }
   }
   fprintf(stderr, "total %.1f s%s\n", (SteadyNowNs() - begin_ns) / 1e9,
           failed ? "; FAILED (see above)" : "");

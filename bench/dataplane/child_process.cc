@@ -65,8 +65,8 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::str
       kReadyTimeoutMs);
   if (!exited.empty() || !ready) {
     return absl::UnavailableError(
-        absl::StrCat(name, exited.empty() ? " did not get ready in time" : " " + exited,
-                     "; log ", log_path, ":\n", testing::TailFile(log_path)));
+        absl::StrCat(name, exited.empty() ? " did not get ready in time" : " " + exited, "; log ",
+                     log_path, ":\n", testing::TailFile(log_path)));
   }
   return child;
 }
@@ -85,9 +85,9 @@ absl::Status ChildProcess::Stop() {
   if (!status.ok()) {
     process_->Signal(SIGKILL);
     (void)process_->Wait(kStopTimeoutMs);
-    return absl::DeadlineExceededError(
-        absl::StrCat(name_, " did not exit within ", kStopTimeoutMs, " ms of SIGTERM; log ",
-                     log_path_, ":\n", testing::TailFile(log_path_)));
+    return absl::DeadlineExceededError(absl::StrCat(name_, " did not exit within ", kStopTimeoutMs,
+                                                    " ms of SIGTERM; log ", log_path_, ":\n",
+                                                    testing::TailFile(log_path_)));
   }
   if (!WIFEXITED(*status) || WEXITSTATUS(*status) != 0) {
     return absl::InternalError(absl::StrCat(name_, " ", testing::DescribeWaitStatus(*status),

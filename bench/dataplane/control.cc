@@ -43,7 +43,8 @@ absl::StatusOr<zmq::socket_t> BindControl(zmq::context_t& context, const std::st
     socket.bind(endpoint);
     return socket;
   } catch (const zmq::error_t& e) {
-    return absl::UnavailableError(absl::StrCat("binding control socket ", endpoint, ": ", e.what()));
+    return absl::UnavailableError(
+        absl::StrCat("binding control socket ", endpoint, ": ", e.what()));
   }
 }
 
@@ -62,8 +63,8 @@ absl::Status ServeControl(zmq::socket_t& socket, DeliveryCounter& counter) {
       } else if (words.size() == 3 && words[0] == "wait" && absl::SimpleAtoi(words[1], &n) &&
                  absl::SimpleAtoi(words[2], &timeout_ms)) {
         const DeliveryCount count = counter.WaitFor(n, timeout_ms);
-        answer = absl::StrCat(count.count >= n ? "ok " : "timeout ", count.count, " ",
-                              count.last_ns);
+        answer =
+            absl::StrCat(count.count >= n ? "ok " : "timeout ", count.count, " ", count.last_ns);
       }
       socket.send(zmq::buffer(answer), zmq::send_flags::none);
     }
@@ -83,7 +84,8 @@ absl::StatusOr<std::unique_ptr<ReceiverControl>> ReceiverControl::Connect(
     socket.set(zmq::sockopt::req_relaxed, 1);
     socket.set(zmq::sockopt::req_correlate, 1);
     socket.connect(endpoint);
-    return std::unique_ptr<ReceiverControl>(new ReceiverControl(std::move(socket), std::move(name)));
+    return std::unique_ptr<ReceiverControl>(
+        new ReceiverControl(std::move(socket), std::move(name)));
   } catch (const zmq::error_t& e) {
     return absl::UnavailableError(absl::StrCat("connecting to ", endpoint, ": ", e.what()));
   }

@@ -15,7 +15,9 @@ constexpr int kCallTimeoutMs = 10000;
 // A send blocked this long by full queues fails.
 constexpr int kSendTimeoutMs = 10000;
 
-bool IsTcp(const std::string& endpoint) { return absl::string_view(endpoint).substr(0, 6) == "tcp://"; }
+bool IsTcp(const std::string& endpoint) {
+  return absl::string_view(endpoint).substr(0, 6) == "tcp://";
+}
 
 int Fail(const char* role, const std::string& what) {
   fprintf(stderr, "%s: %s\n", role, what.c_str());
@@ -249,8 +251,8 @@ absl::StatusOr<std::unique_ptr<RawSystem>> RawSystem::Start(zmq::context_t& cont
   system->direct_echo_ = std::make_unique<RawCallPath>(context, *echo);
 
   const std::string backend = absl::StrCat("ipc://", dir, "/raw-backend.sock");
-  absl::StatusOr<std::string> proxy = start(
-      "raw-proxy", {"--role=zmq-proxy", "--bind=tcp://127.0.0.1:0", "--backend=" + backend});
+  absl::StatusOr<std::string> proxy =
+      start("raw-proxy", {"--role=zmq-proxy", "--bind=tcp://127.0.0.1:0", "--backend=" + backend});
   if (!proxy.ok()) return proxy.status();
   absl::StatusOr<std::string> worker =
       start("raw-worker", {"--role=echo-worker", "--connect=" + backend});
@@ -261,8 +263,8 @@ absl::StatusOr<std::unique_ptr<RawSystem>> RawSystem::Start(zmq::context_t& cont
   for (int i = 0; i < std::max(fanout_receivers, 1); ++i) {
     const std::string name = absl::StrCat("raw-sink-", i + 1);
     const std::string control = absl::StrCat("ipc://", dir, "/", name, ".ctl");
-    absl::StatusOr<std::string> sink = start(
-        name, {"--role=sink", "--bind=tcp://127.0.0.1:0", "--control=" + control});
+    absl::StatusOr<std::string> sink =
+        start(name, {"--role=sink", "--bind=tcp://127.0.0.1:0", "--control=" + control});
     if (!sink.ok()) return sink.status();
     sinks.push_back(*sink);
     absl::StatusOr<std::unique_ptr<ReceiverControl>> receiver =

@@ -36,7 +36,7 @@ CallStats RunCalls(CallPath& path, const std::string& payload, int callers, cons
   const int64_t window_end = window_start + timing.duration_ms * 1000000;
   std::atomic<bool> stop{false};
   absl::Mutex mu;
-  std::string first_error;  // guarded by mu
+  std::string first_error;          // guarded by mu
   int64_t last_end = window_start;  // guarded by mu
   std::vector<std::vector<int64_t>> samples(callers);
   std::vector<std::thread> threads;
@@ -107,8 +107,8 @@ absl::StatusOr<int64_t> AwaitDeliveries(const std::vector<ReceiverControl*>& rec
     absl::StatusOr<DeliveryCount> count = receiver->WaitFor(n, timeout_ms);
     if (!count.ok()) return count.status();
     if (count->count != n) {
-      return absl::DataLossError(absl::StrCat(receiver->name(), " got ", count->count,
-                                              " messages, ", n, " were sent"));
+      return absl::DataLossError(
+          absl::StrCat(receiver->name(), " got ", count->count, " messages, ", n, " were sent"));
     }
     last_ns = std::max(last_ns, count->last_ns);
   }
@@ -126,15 +126,15 @@ absl::Status ResetAll(const std::vector<ReceiverControl*>& receivers) {
 }  // namespace
 
 OneWayStats RunOneWay(OneWaySender& sender, const std::vector<ReceiverControl*>& receivers,
-                      const std::string& payload, const Timing& timing,
-                      int64_t drain_timeout_ms) {
+                      const std::string& payload, const Timing& timing, int64_t drain_timeout_ms) {
   OneWayStats stats;
   absl::Status status = ResetAll(receivers);
   if (!status.ok()) {
     stats.error = status.ToString();
     return stats;
   }
-  absl::StatusOr<int64_t> warm = SendUntil(sender, payload, SteadyNowNs() + timing.warmup_ms * 1000000);
+  absl::StatusOr<int64_t> warm =
+      SendUntil(sender, payload, SteadyNowNs() + timing.warmup_ms * 1000000);
   if (!warm.ok()) {
     stats.error = absl::StrCat("warm-up: ", warm.status().ToString());
     return stats;

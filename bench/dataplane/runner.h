@@ -44,10 +44,10 @@ class OneWaySender {
 
 struct CallStats {
   int callers = 0;
-  int64_t calls = 0;     // round trips started in the measured window (all completed)
-  double seconds = 0;    // from the window's start to the end of its last round trip
+  int64_t calls = 0;                  // round trips started in the measured window (all completed)
+  double seconds = 0;                 // from the window's start to the end of its last round trip
   std::vector<int64_t> latencies_ns;  // one per measured round trip, sorted
-  std::string error;     // empty when every round trip succeeded
+  std::string error;                  // empty when every round trip succeeded
   double calls_per_second() const { return seconds > 0 ? calls / seconds : 0; }
   // Latency at quantile q (0..1) in microseconds; 0 with no samples.
   double PercentileUs(double q) const;
