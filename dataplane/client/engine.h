@@ -1,0 +1,328 @@
+// Engine: the machinery behind a Transport. One I/O thread owns every ZeroMQ socket of the
+// instance: the control DEALER and the four IPC data DEALERs to the local proxy, and per remote
+// node one DEALER per pattern used (created on first use). Other threads hand work over through
+// a mutex-protected command queue and an eventfd the I/O thread polls. Deadlines, retries and
+// pings are timers of the I/O thread (TimerHeap), never sleeps.
+//
+// Failure handling (docs/wire-protocol.md):
+//  - A group CALL or acknowledged CAST refused by the chosen member (NO_SUCH_TARGET) is resent
+//    to the next member at once (after a short back-off when every member refused).
+//  - A lost peer is detected through the directory: when a lookup update no longer lists the
+//    member a group CALL / acknowledged CAST was sent to (its server withdrew, or its node's lease
+//    expired after the node died), and nothing came back for the message yet, the message is
+//    resent to another member. ZMTP heartbeats (1 s, 3 s timeout) and TCP keepalive close dead
+//    connections; queues toward a peer are bounded by ZMQ_SNDHWM (max_queued_per_node), and a
+//    send that finds the queue full waits for room until its deadline.
+//  - A CALL to a specific server that is gone keeps waiting (retrying refusals every 100 ms)
+//    until its deadline.
+//  - Plain casts and notifications are kept for a short while after sending (bounded by count
+//    and bytes) so that a NO_SUCH_TARGET refusal resends them to another member.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "dataplane/client/selection.h"
+#include "dataplane/client/timer_heap.h"
+#include "dataplane/client/worker_pool.h"
+#include "zmesh/directory/v1/types.pb.h"
+#include "zmesh/transport.h"
+#include "zmesh/types.h"
+#include "zmesh/wire/v1/envelope.pb.h"
+#include "zmesh/wire/v1/local.pb.h"
+
+namespace zmesh::internal {
+
+// The four data pipelines, in the order of the IPC data sockets.
+enum class Pattern { kCall = 0, kFanout = 1, kNotify = 2, kCast = 3 };
+inline constexpr int kPatterns = 4;
+
+// One message the local proxy delivered to this instance.
+struct Incoming {
+  Pattern pattern = Pattern::kCall;
+  ::zmesh::wire::v1::Header header;
+  bool has_route = false;
+  std::string route;  // routing frame to echo in the answer (has_route)
+  std::string payload;
+  int64_t received_ms = 0;  // monotonic
+};
+
+// Receives the messages of the targets it announced. Deliver runs on the I/O thread and must
+// not block: hand the work to a pool.
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void Deliver(Incoming message) = 0;
+};
+
+using CallDone = absl::AnyInvocable<void(absl::StatusOr<CallResult>) &&>;
+using StatusDone = absl::AnyInvocable<void(absl::Status) &&>;
+
+// Thread-safe. Completion callbacks (CallDone, StatusDone) run on the I/O thread, or on the
+// caller's thread when the engine is closed: they must be quick and must not call back into
+// blocking Engine methods.
+class Engine {
+ public:
+  // Connects to the proxy, says hello, attaches the data sockets and waits (connect_timeout_ms)
+  // for the answers. UNAVAILABLE when no proxy answers.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Engine>> Create(TransportOptions options);
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+  ~Engine();  // Close()
+
+  // Patterns. Arguments are validated by the caller (Transport); `target.exchange` non-empty.
+  void Call(Target target, std::string payload, CallOptions options, CallDone done);
+  void Cast(Target target, std::string payload, CastOptions options, StatusDone done);
+  void Fanout(Target target, std::string payload, StatusDone done);
+  // `topic` is "<topic>.<priority>".
+  void Notify(std::string exchange, std::string topic, std::string payload, StatusDone done);
+
+  // Serves a registration: messages for it go to `sink` from now on (kept alive by the caller
+  // until Withdraw's done ran). `done` gets the proxy's answer (UNAVAILABLE from the proxy,
+  // meaning "held until the directory is back", is reported as OK).
+  void Announce(::zmesh::directory::v1::Registration registration, Sink* sink, StatusDone done);
+  // Stops delivering the registration to `sink` at once and tells the proxy; done runs once the
+  // proxy confirmed (or the engine is closed). Afterwards the engine never touches `sink`.
+  void Withdraw(::zmesh::directory::v1::Registration registration, Sink* sink, StatusDone done);
+
+  // Sends an answer (REPLY, HEARTBEAT, ACK) to the local proxy on `pattern`'s data socket.
+  // Ends the heartbeats of `heartbeat_token` (when non-zero) first. Any thread.
+  void Answer(Pattern pattern, std::string route, ::zmesh::wire::v1::Header header,
+              std::string payload, uint64_t heartbeat_token = 0);
+  // While a monitored CALL runs: sends HEARTBEAT every interval_ms until Answer/EndHeartbeats
+  // with the returned token. Any thread.
+  uint64_t BeginHeartbeats(std::string route, const ::zmesh::wire::v1::Header& call,
+                           int64_t interval_ms);
+  void EndHeartbeats(uint64_t token);
+
+  // Fails pending work with UNAVAILABLE, says goodbye, flushes (at most 1 s) and stops the I/O
+  // thread. Idempotent.
+  void Close();
+
+  const std::string& instance_id() const { return instance_id_; }
+  std::string node_name() const;
+  int64_t max_payload_bytes() const { return max_payload_bytes_.load(); }
+  bool closed() const { return closed_.load(); }
+  TransportStats stats() const;
+  void CountRequestHandled() { stats_.requests_handled.fetch_add(1); }
+  void CountDelivered() { stats_.messages_delivered.fetch_add(1); }
+  void CountDuplicate() { stats_.duplicates_dropped.fetch_add(1); }
+  int64_t NowMs() const;
+  // Runs `callback` on the callback thread (async forms of Transport).
+  void RunCallback(absl::AnyInvocable<void() &&> callback);
+
+ private:
+  using Command = absl::AnyInvocable<void() &&>;
+  using PairKey = std::pair<std::string, std::string>;  // (exchange, topic)
+
+  enum class OpKind { kCall, kCast, kFanout, kNotify };
+  enum class OpState { kWaiting, kBlocked, kInFlight, kLingering };
+
+  // A message of this instance on its way: waiting for a lookup or a member, waiting for room
+  // in a send queue, or sent and waiting for its answer.
+  struct Op {
+    OpKind kind = OpKind::kCall;
+    OpState state = OpState::kWaiting;
+    uint64_t id = 0;
+    PairKey pair;
+    std::string server;  // CALL/CAST: empty for the group
+    std::shared_ptr<std::string> payload;
+    int64_t deadline_ms = 0;
+    int64_t call_monitor_timeout_ms = 0;
+    bool at_least_once = false;
+    bool acknowledged = false;
+    int64_t ack_timeout_ms = 0;
+    CallDone call_done;
+    StatusDone status_done;
+    // Selection and progress.
+    Member chosen;
+    std::set<MemberKey> refused;
+    bool heard = false;            // a heartbeat or answer arrived
+    int64_t monitor_due_ms = 0;    // call monitor: fail when no news by then (0: none)
+    int64_t retry_ms = 0;          // resend at this time (0: none)
+    int64_t linger_until_ms = 0;   // kLingering: forget at this time
+    int64_t armed_ms = 0;          // due time of the timer armed for this op (0: none)
+    std::vector<std::string> fanout_nodes;  // FANOUT: nodes still to send to
+    std::map<std::string, std::set<MemberKey>> notify_refused;  // NOTIFY: by pool
+    std::string pool;              // NOTIFY: pool of `chosen`
+    bool per_pool = false;         // NOTIFY: one pool's copy (a parent op spawns them)
+    bool answered = false;         // the caller's done ran (plain casts linger after it)
+  };
+
+  struct PairState {
+    bool resolved = false;
+    bool query_in_flight = false;
+    bool fresh_answer = false;  // the latest answer came from the directory, not a cache
+    int64_t revision = 0;
+    EndpointSet set;
+    RoundRobin rr;
+    std::deque<uint64_t> waiting;  // ops waiting for the answer or for a member
+  };
+
+  struct Peer {
+    NodeAddress address;
+    std::array<std::unique_ptr<zmq::socket_t>, kPatterns> sockets;
+    std::array<std::string, kPatterns> endpoints;
+    std::array<std::deque<uint64_t>, kPatterns> blocked;  // ops waiting for room
+  };
+
+  struct RegEntry {
+    ::zmesh::directory::v1::Registration registration;
+    Sink* sink;  // owned by the Server/NotificationListener, alive until withdrawn
+    StatusDone done;  // Announce's caller, until the proxy answered
+  };
+
+  struct Heartbeats {
+    std::string route;
+    ::zmesh::wire::v1::Header header;
+    int64_t interval_ms = 0;
+  };
+
+  // Thread-safe counters.
+  struct Stats {
+    std::atomic<int64_t> calls_sent{0}, calls_retried{0}, casts_sent{0}, casts_retried{0},
+        fanouts_sent{0}, notifications_sent{0}, requests_handled{0}, messages_delivered{0},
+        duplicates_dropped{0}, lookups_from_proxy{0}, proxy_reconnects{0};
+  };
+
+  explicit Engine(TransportOptions options);
+  absl::Status Open();
+
+  // Any thread: queue a command for the I/O thread. False when the engine is closed (the
+  // command was not queued).
+  bool Post(Command& command);
+  void PostOrRun(Command command);
+  void Loop();
+  void DrainCommands();
+  void RebuildPollItems();
+
+  // Control protocol.
+  void SendControl(::zmesh::wire::v1::LocalRequest& request);
+  uint64_t SendControlRequest(::zmesh::wire::v1::LocalRequest request,
+                              absl::AnyInvocable<void(const ::zmesh::wire::v1::LocalResponse&) &&>
+                                  on_answer);
+  void OnControl(zmq::message_t& frame);
+  void SayHello();
+  void SendAttach();
+  void OnAttached(int index);
+  void OnReady();
+  void PingTick();
+  void AttachTick();
+  void HeartbeatTick(uint64_t token);
+  void SendLookup(const PairKey& key);
+  void OnLookup(const ::zmesh::wire::v1::LookupResult& result, bool fresh, bool is_update);
+  void RetryLookupLater(const PairKey& key);
+
+  // Data in from the local proxy (servers) and from peers (answers).
+  void OnLocalData(int index, std::vector<zmq::message_t>& frames);
+  void RefuseLocal(Pattern pattern, const Incoming& message, ::zmesh::wire::v1::Status status,
+                   const std::string& detail);
+  void SendLocal(Pattern pattern, const std::string* route, const ::zmesh::wire::v1::Header& h,
+                 zmq::message_t payload);
+  void OnPeerData(Peer& peer, int index, std::vector<zmq::message_t>& frames);
+  void OnCallAnswer(Op& op, const ::zmesh::wire::v1::Header& header, zmq::message_t& payload);
+  void OnAck(Op& op, const ::zmesh::wire::v1::Header& header);
+
+  // Ops.
+  void Start(std::unique_ptr<Op> op);
+  void Drive(Op& op);  // select and send, or wait
+  // Sends op to one member. False when the op is blocked (queue full) or was completed.
+  bool SendOp(Op& op, const std::string& node, const std::string& server, bool from_blocked);
+  void ResendToNext(Op& op, bool count_retry);
+  void Complete(Op& op, absl::StatusOr<CallResult> result);
+  void ArmTimer(Op& op);
+  void OnOpTimer(uint64_t id, int64_t due);
+  void RetryBlocked(Peer& peer, int index);
+  void SendFanout(Op& op, bool from_blocked);
+  void RebuildSinks();
+  void Erase(uint64_t id);
+  zmq::socket_t* PeerSocket(const NodeAddress& address, Pattern pattern, Peer** peer_out);
+  void CheckLostMembers(const PairKey& key, PairState& pair);
+  void Linger(Op& op);
+  void FailAll(const absl::Status& status);
+  void CloseOnIoThread();
+
+  const TransportOptions options_;
+  const std::string instance_id_;
+  zmq::context_t context_;
+  int event_fd_ = -1;
+  std::thread io_thread_;
+  std::atomic<bool> closed_{false};
+  std::atomic<int64_t> max_payload_bytes_;
+  std::atomic<uint64_t> next_message_id_{1};
+  std::atomic<uint64_t> next_heartbeat_token_{1};
+  Stats stats_;
+
+  // Runs the callbacks of the async forms (one thread, in order); lives until destruction.
+  WorkerPool callbacks_{1};
+
+  mutable absl::Mutex mu_;  // guards the command queue and the startup outcome
+  std::vector<Command> commands_ ABSL_GUARDED_BY(mu_);
+  bool accepting_ ABSL_GUARDED_BY(mu_) = true;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;  // welcomed and attached once
+  std::string node_name_ ABSL_GUARDED_BY(mu_);
+
+  absl::Mutex close_mu_;  // serializes Close()
+
+  // Owned by the I/O thread.
+  std::unique_ptr<zmq::socket_t> control_;
+  std::array<std::unique_ptr<zmq::socket_t>, kPatterns> data_;
+  std::vector<zmq_pollitem_t> poll_items_;
+  // What each poll item is: -1 eventfd, -2 control, 0..3 data socket, >= 100: peer socket
+  // (100 + peer index * kPatterns + pattern), resolved through poll_peers_.
+  std::vector<int> poll_kinds_;
+  std::vector<Peer*> poll_peers_;
+  bool poll_dirty_ = true;
+  bool stop_ = false;
+  TimerHeap timers_;
+  uint64_t next_seq_ = 1;
+  std::unordered_map<uint64_t,
+                     absl::AnyInvocable<void(const ::zmesh::wire::v1::LocalResponse&) &&>>
+      control_waiters_;
+  uint64_t hello_seq_ = 0;
+  bool welcomed_ = false;
+  bool ready_ = false;  // welcomed and every data socket attached
+  bool ever_ready_ = false;
+  bool attach_timer_armed_ = false;
+  std::array<bool, kPatterns> attached_{};
+  std::string incarnation_;
+  int64_t ping_interval_ms_ = 300;
+  int64_t instance_timeout_ms_ = 1500;
+  int64_t last_heard_ms_ = 0;
+  bool silence_logged_ = false;
+  std::unordered_map<uint64_t, std::unique_ptr<Op>> ops_;
+  std::deque<uint64_t> lingering_;  // plain casts/notifications kept for resends, oldest first
+  int64_t lingering_bytes_ = 0;
+  std::map<PairKey, PairState> pairs_;
+  std::unordered_map<uint64_t, PairKey> lookup_seqs_;
+  std::map<std::string, std::unique_ptr<Peer>> peers_;
+  std::vector<std::unique_ptr<zmq::socket_t>> closed_sockets_;  // closed at the loop's top
+  std::vector<RegEntry> registrations_;
+  // (exchange, topic, server) -> sinks of RPC servers; (exchange, topic, name) -> listener.
+  std::map<std::tuple<std::string, std::string, std::string>, std::vector<Sink*>> rpc_sinks_;
+  std::map<std::tuple<std::string, std::string, std::string>, Sink*> listener_sinks_;
+  std::map<std::tuple<std::string, std::string, std::string>, size_t> rpc_rr_;
+  std::unordered_map<uint64_t, Heartbeats> heartbeats_;
+};
+
+}  // namespace zmesh::internal

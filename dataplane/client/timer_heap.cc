@@ -1,0 +1,30 @@
+#include "dataplane/client/timer_heap.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace zmesh::internal {
+
+void TimerHeap::Add(int64_t due_ms, Callback callback) {
+  heap_.push_back(Entry{due_ms, next_seq_++, std::move(callback)});
+  std::push_heap(heap_.begin(), heap_.end(), Later);
+}
+
+int64_t TimerHeap::MsUntilNext(int64_t now_ms) const {
+  if (heap_.empty()) return -1;
+  return std::max<int64_t>(0, heap_.front().due_ms - now_ms);
+}
+
+int TimerHeap::RunDue(int64_t now_ms) {
+  int ran = 0;
+  while (!heap_.empty() && heap_.front().due_ms <= now_ms) {
+    std::pop_heap(heap_.begin(), heap_.end(), Later);
+    Callback callback = std::move(heap_.back().callback);
+    heap_.pop_back();
+    std::move(callback)();
+    ++ran;
+  }
+  return ran;
+}
+
+}  // namespace zmesh::internal

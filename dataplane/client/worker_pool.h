@@ -1,0 +1,40 @@
+// WorkerPool: a fixed set of threads running queued tasks in order of submission. Runs the
+// handlers of a Server or NotificationListener, and the completion callbacks of a Transport.
+#pragma once
+
+#include <deque>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/synchronization/mutex.h"
+
+namespace zmesh::internal {
+
+// Thread-safe.
+class WorkerPool {
+ public:
+  using Task = absl::AnyInvocable<void() &&>;
+
+  explicit WorkerPool(int threads);
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+  ~WorkerPool();  // Stop()
+
+  // Queues a task; false (task dropped) once stopped.
+  bool Submit(Task task);
+  // Runs every task already queued, waits for them, then joins the threads. Idempotent.
+  void Stop();
+
+ private:
+  void Run();
+
+  absl::Mutex mu_;
+  std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::thread> threads_;
+  absl::Mutex join_mu_;  // serializes Stop() callers
+};
+
+}  // namespace zmesh::internal
