@@ -14,6 +14,9 @@ namespace {
 constexpr absl::Duration kFirstRetryDelay = absl::Milliseconds(100);
 constexpr absl::Duration kMaxRetryDelay = absl::Seconds(1);
 
+// While the directory is away the writer retries every second: one warning per interval.
+constexpr absl::Duration kWarningInterval = absl::Seconds(30);
+
 bool IsUnreachable(const absl::Status& status) {
   return status.code() == absl::StatusCode::kUnavailable ||
          status.code() == absl::StatusCode::kDeadlineExceeded;
@@ -67,12 +70,16 @@ absl::StatusOr<std::unique_ptr<DirectoryLink>> DirectoryLink::Start(
   watch_options.request.set_include_nodes(true);
   watch_options.request.set_initial_snapshot(true);
   watch_options.on_response = [self](const dv1::WatchResponse& response, bool snapshot_begins) {
+    self->watch_failures_.store(0);
     std::vector<TopicKey> changed = self->mirror_.Apply(response, snapshot_begins);
     if (!changed.empty() && self->callbacks_.on_mirror_changed) {
       self->callbacks_.on_mirror_changed(std::move(changed));
     }
   };
-  watch_options.on_resume = [](const client::WatchResume& resume) {
+  watch_options.on_resume = [self](const client::WatchResume& resume) {
+    // The first failure of a row, then one in 30 (the watcher retries every 2 s at most).
+    const int64_t row = self->watch_failures_.fetch_add(1) ;
+    if (row % 30 != 0) return;
     ZLOG_INFO("directory watch on %s ended (%s); resuming on %s at revision %d",
               resume.lost_address.empty() ? "-" : resume.lost_address, resume.reason.ToString(),
               resume.next_address, resume.start_revision);
@@ -134,26 +141,21 @@ int64_t DirectoryLink::lease_id() const {
 }
 
 void DirectoryLink::Stop(bool revoke) {
-  {
-    absl::MutexLock lock(&mu_);
-    if (stopping_ && !writer_.joinable()) return;
-    stopping_ = true;
-    changed_.SignalAll();
-  }
-  if (writer_.joinable()) writer_.join();
-  if (lookup_worker_.joinable()) lookup_worker_.join();
-  if (watcher_ != nullptr) watcher_->Stop();
-  if (keepalive_ != nullptr) keepalive_->Stop();
   int64_t lease = 0;
   {
     absl::MutexLock lock(&mu_);
+    if (stopped_) return;
+    stopped_ = true;
+    stopping_ = true;
+    changed_.SignalAll();
     lease = lease_id_;
-    lease_id_ = 0;
   }
-  if (revoke && lease != 0 && writes_ != nullptr) {
+  // Revoke first, bounded by the lookup client's short deadline, while the threads wind down:
+  // the node and its registrations leave the directory at once.
+  if (revoke && lease != 0 && lookups_ != nullptr) {
     dv1::RevokeRequest request;
     request.set_id(lease);
-    absl::StatusOr<dv1::RevokeResponse> revoked = writes_->Revoke(request);
+    absl::StatusOr<dv1::RevokeResponse> revoked = lookups_->Revoke(request);
     if (revoked.ok()) {
       ZLOG_INFO("revoked lease %d: node %s is gone from the directory", lease,
                 options_.node.name());
@@ -162,6 +164,10 @@ void DirectoryLink::Stop(bool revoke) {
                    revoked.status().ToString());
     }
   }
+  if (writer_.joinable()) writer_.join();
+  if (lookup_worker_.joinable()) lookup_worker_.join();
+  if (watcher_ != nullptr) watcher_->Stop();
+  if (keepalive_ != nullptr) keepalive_->Stop();
 }
 
 bool DirectoryLink::Pause(absl::Duration delay) {
@@ -173,6 +179,14 @@ bool DirectoryLink::Pause(absl::Duration delay) {
 
 void DirectoryLink::RunWriter() {
   absl::Duration retry_delay = kFirstRetryDelay;
+  auto succeeded = [&] {
+    retry_delay = kFirstRetryDelay;
+    if (failures_ > 0) {
+      ZLOG_INFO("directory reachable again after %d failed attempt(s)", failures_);
+      failures_ = 0;
+      last_warning_ = absl::InfinitePast();
+    }
+  };
   auto failed = [&] {
     const bool go_on = Pause(retry_delay);
     retry_delay = std::min(retry_delay * 2, kMaxRetryDelay);
@@ -204,7 +218,7 @@ void DirectoryLink::RunWriter() {
         if (!failed()) return;
         continue;
       }
-      retry_delay = kFirstRetryDelay;
+      succeeded();
       continue;
     }
     if (!key.empty()) {
@@ -212,7 +226,7 @@ void DirectoryLink::RunWriter() {
         if (!failed()) return;
         continue;
       }
-      retry_delay = kFirstRetryDelay;
+      succeeded();
       absl::MutexLock lock(&mu_);
       if (!dirty_.empty() && dirty_.front() == key) {
         dirty_.pop_front();
@@ -225,10 +239,18 @@ void DirectoryLink::RunWriter() {
         if (!failed()) return;
         continue;
       }
-      retry_delay = kFirstRetryDelay;
+      succeeded();
       reconcile_at_ = absl::InfiniteFuture();
     }
   }
+}
+
+bool DirectoryLink::ShouldWarn() {
+  ++failures_;
+  const absl::Time now = absl::Now();
+  if (now - last_warning_ < kWarningInterval) return false;
+  last_warning_ = now;
+  return true;
 }
 
 bool DirectoryLink::EstablishNode() {
@@ -242,8 +264,10 @@ bool DirectoryLink::EstablishNode() {
     grant.set_ttl_ms(options_.lease_ttl_ms);
     absl::StatusOr<dv1::GrantResponse> granted = writes_->Grant(grant);
     if (!granted.ok()) {
-      ZLOG_WARNING("directory unreachable: granting a lease: %s (retrying)",
-                   granted.status().ToString());
+      if (ShouldWarn()) {
+        ZLOG_WARNING("directory unreachable: granting a lease: %s (retrying)",
+                     granted.status().ToString());
+      }
       return false;
     }
     lease = granted->id();
@@ -256,8 +280,10 @@ bool DirectoryLink::EstablishNode() {
   request.set_lease_id(lease);
   absl::StatusOr<dv1::RegisterNodeResponse> registered = writes_->RegisterNode(request);
   if (!registered.ok()) {
-    ZLOG_WARNING("registering node %s under lease %d: %s (retrying)", options_.node.name(), lease,
-                 registered.status().ToString());
+    if (ShouldWarn()) {
+      ZLOG_WARNING("registering node %s under lease %d: %s (retrying)", options_.node.name(),
+                   lease, registered.status().ToString());
+    }
     if (registered.status().code() == absl::StatusCode::kNotFound) {
       absl::MutexLock lock(&mu_);
       lease_id_ = 0;  // expired meanwhile: grant another
@@ -319,8 +345,10 @@ bool DirectoryLink::SyncOne(const std::string& key) {
                    wanted->topic(), wanted->server(), done.status().ToString());
         return true;
       }
-      ZLOG_WARNING("registering %s/%s/%s: %s (kept, retrying)", wanted->exchange(),
-                   wanted->topic(), wanted->server(), done.status().ToString());
+      if (ShouldWarn()) {
+        ZLOG_WARNING("registering %s/%s/%s: %s (kept, retrying)", wanted->exchange(),
+                     wanted->topic(), wanted->server(), done.status().ToString());
+      }
       return false;
     }
     stats_.directory_writes.fetch_add(1, std::memory_order_relaxed);
@@ -339,8 +367,10 @@ bool DirectoryLink::SyncOne(const std::string& key) {
   absl::StatusOr<dv1::UnregisterResponse> done = writes_->Unregister(request);
   if (!done.ok() && done.status().code() != absl::StatusCode::kNotFound) {
     if (IsUnreachable(done.status())) {
-      ZLOG_WARNING("unregistering %s/%s/%s: %s (retrying)", r.exchange(), r.topic(), r.server(),
-                   done.status().ToString());
+      if (ShouldWarn()) {
+        ZLOG_WARNING("unregistering %s/%s/%s: %s (retrying)", r.exchange(), r.topic(),
+                     r.server(), done.status().ToString());
+      }
       return false;
     }
     ZLOG_ERROR("directory refused to unregister %s/%s/%s: %s", r.exchange(), r.topic(),
@@ -357,8 +387,10 @@ bool DirectoryLink::Reconcile() {
   absl::StatusOr<dv1::GetNodeResponse> node = writes_->GetNode(request);
   if (!node.ok()) {
     if (node.status().code() == absl::StatusCode::kNotFound) return true;
-    ZLOG_WARNING("reading node %s for reconciliation: %s (retrying)", options_.node.name(),
-                 node.status().ToString());
+    if (ShouldWarn()) {
+      ZLOG_WARNING("reading node %s for reconciliation: %s (retrying)", options_.node.name(),
+                   node.status().ToString());
+    }
     return false;
   }
   int removed = 0;
@@ -373,8 +405,11 @@ bool DirectoryLink::Reconcile() {
     *unregister.mutable_registration() = registration;
     absl::StatusOr<dv1::UnregisterResponse> done = writes_->Unregister(unregister);
     if (!done.ok() && done.status().code() != absl::StatusCode::kNotFound) {
-      ZLOG_WARNING("removing stale registration %s/%s/%s: %s (retrying)", registration.exchange(),
-                   registration.topic(), registration.server(), done.status().ToString());
+      if (ShouldWarn()) {
+        ZLOG_WARNING("removing stale registration %s/%s/%s: %s (retrying)",
+                     registration.exchange(), registration.topic(), registration.server(),
+                     done.status().ToString());
+      }
       return false;
     }
     in_dir_.erase(key);

@@ -5,6 +5,7 @@
 // a restart, feeds the Mirror from a watch of the whole directory, and answers fresh lookups.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -116,6 +117,8 @@ class DirectoryLink final : public DirectoryAccess {
   bool Reconcile();
   // Waits up to `delay` or until stopping; false when stopping.
   bool Pause(absl::Duration delay) ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts a failed directory call; true when it should be logged (rate limit).
+  bool ShouldWarn();
 
   const DirectoryLinkOptions options_;
   const DirectoryLinkCallbacks callbacks_;
@@ -131,6 +134,7 @@ class DirectoryLink final : public DirectoryAccess {
   mutable absl::Mutex mu_;
   absl::CondVar changed_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ ABSL_GUARDED_BY(mu_) = false;
   // What the node should have in the directory, by key.
   std::map<std::string, directory::v1::Registration> desired_ ABSL_GUARDED_BY(mu_);
   // Keys whose directory state may differ from desired_, in the order they changed.
@@ -149,6 +153,10 @@ class DirectoryLink final : public DirectoryAccess {
   };
   std::map<std::string, Written> in_dir_;  // what the directory holds, by key
   absl::Time reconcile_at_ = absl::InfiniteFuture();
+  int64_t failures_ = 0;  // directory calls failed in a row
+  absl::Time last_warning_ = absl::InfinitePast();
+
+  std::atomic<int64_t> watch_failures_{0};  // watch streams ended in a row
 
   std::thread writer_;
   std::thread lookup_worker_;

@@ -304,6 +304,30 @@ TEST_F(ProxyIntegrationTest, PendingAnnounceIsRegisteredWhenTheDirectoryIsBack) 
   ASSERT_TRUE(proxy->Stop().ok());
 }
 
+TEST_F(ProxyIntegrationTest, LostLeaseIsReplacedAndEverythingRegisteredAgain) {
+  std::unique_ptr<ProxyProcess> proxy = StartProxy("node-a", 5000);
+  ASSERT_NE(proxy, nullptr);
+  std::unique_ptr<FakeInstance> instance = ServingInstance(*proxy, "compute", "host-1");
+  dv1::GetNodeRequest get;
+  get.set_name("node-a");
+  auto before = client_->GetNode(get);
+  ASSERT_TRUE(before.ok());
+  dv1::RevokeRequest revoke;
+  revoke.set_id(before->node().lease_id());
+  ASSERT_TRUE(client_->Revoke(revoke).ok());
+  EXPECT_FALSE(NodeExists("node-a"));
+  int64_t new_lease = 0;
+  EXPECT_TRUE(Eventually([&] {
+    (void)instance->Ping();
+    auto after = client_->GetNode(get);
+    if (!after.ok() || after->registrations_size() != 1) return false;
+    new_lease = after->node().lease_id();
+    return true;
+  }, 8000));
+  EXPECT_NE(new_lease, before->node().lease_id());
+  ASSERT_TRUE(proxy->Stop().ok());
+}
+
 TEST_F(ProxyIntegrationTest, GarbageOnTheNetworkIsRefusedAndTheProxyKeepsServing) {
   std::unique_ptr<ProxyProcess> proxy = StartProxy("node-a");
   ASSERT_NE(proxy, nullptr);
