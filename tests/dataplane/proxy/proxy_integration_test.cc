@@ -362,6 +362,42 @@ TEST_F(ProxyIntegrationTest, GarbageOnTheNetworkIsRefusedAndTheProxyKeepsServing
   ASSERT_TRUE(proxy->Stop().ok());
 }
 
+TEST_F(ProxyIntegrationTest, ComesUpWithoutTheDirectoryAndGetsReadyWhenItArrives) {
+  const std::string address = directory_->address();
+  const std::string data_dir = directory_->data_dir();
+  directory_->Kill();
+  const std::string ipc = tmp_.path() + "/lonely";
+  std::filesystem::create_directories(ipc);
+  const std::string ready = ipc + "/ready";
+  auto process = ::zmesh::testing::Subprocess::Start(
+      {::zmesh::testing::BinPath("zmesh-proxy"), "--directory", address, "--node-name", "lonely",
+       "--advertise-host", "127.0.0.1", "--bind", "127.0.0.1", "--ipc-dir", ipc, "--call-port",
+       "0", "--fanout-port", "0", "--notify-port", "0", "--cast-port", "0",
+       "--instance-timeout-ms", "5000", "--ready-file", ready},
+      ipc + "/log", ipc + "/log");
+  ASSERT_TRUE(process.ok()) << process.status();
+  FakeInstance instance(context_, ipc);
+  ASSERT_TRUE(instance.Hello().ok()) << ::zmesh::testing::TailFile(ipc + "/log");
+  ASSERT_TRUE(instance.Attach().ok());
+  auto announced = instance.Announce(RpcServer("compute", "host-1"), 6000);
+  ASSERT_TRUE(announced.ok());
+  EXPECT_EQ(announced->code(), static_cast<int>(absl::StatusCode::kUnavailable));
+  EXPECT_FALSE(std::filesystem::exists(ready));
+
+  auto back = DirectoryProcess::Start(data_dir, {"--listen", address});
+  ASSERT_TRUE(back.ok()) << back.status();
+  directory_ = *std::move(back);
+  EXPECT_TRUE(Eventually([&] {
+    (void)instance.Ping();
+    return std::filesystem::exists(ready) && RegistrationsOf("lonely").size() == 1;
+  }, 10000)) << ::zmesh::testing::TailFile(ipc + "/log");
+  (*process)->Signal(SIGTERM);
+  auto status = (*process)->Wait(10000);
+  ASSERT_TRUE(status.ok());
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0);
+  EXPECT_FALSE(NodeExists("lonely"));
+}
+
 TEST_F(ProxyIntegrationTest, BadFlagsExitWithStatusTwo) {
   for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{
            {"--no-such-flag"},
