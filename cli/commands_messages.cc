@@ -455,7 +455,7 @@ std::vector<Command> MessageCommands() {
             "Without --server, one server of the topic group answers (round-robin). The reply\n"
             "is printed on stdout. A remote error (the server's handler failed) is printed on\n"
             "stderr and the exit code is 1, as for a call that fails or times out (--timeout-ms).\n"
-            "With -o json: {\"payload\":...,\"payload_base64\":...,\"remote_error\":BOOL}.\n",
+            "With -o json: {\"payload\":...,\"payload_base64\":...,\"remote_error\":BOOL}.\n\n",
             kPayloadPrinting),
         {TopicArg(), PayloadArg()},
         {ServerFlag("Server name (default: any server of the topic group)"), ExchangeFlag(),
@@ -497,7 +497,7 @@ std::vector<Command> MessageCommands() {
             "  fanout from HOST/PID/N/ID: hello\n"
             "Calls are answered with an empty payload, the request's payload (--echo), a fixed\n"
             "payload (--reply) or a remote error (--fail). Exits 0 on SIGINT/SIGTERM, after\n"
-            "withdrawing the target.\n",
+            "withdrawing the target.\n\n",
             kPayloadPrinting),
         {TopicArg()},
         {ServerFlag("Server name (default: the host name)"), ExchangeFlag(),
@@ -513,7 +513,7 @@ std::vector<Command> MessageCommands() {
             "\"ready:\" once the directory has it, then one line per notification, e.g.\n"
             "  notification from HOST/PID/N/ID: hello\n"
             "Each pool gets one copy of every notification; listeners of one pool share them\n"
-            "round-robin. Exits 0 on SIGINT/SIGTERM.\n",
+            "round-robin. Exits 0 on SIGINT/SIGTERM.\n\n",
             kPayloadPrinting),
         {TopicArg()},
         {PriorityFlag(), StringFlag("pool", "POOL", "Pool to join (default: the default pool)"),

@@ -46,7 +46,7 @@ int Run(const std::vector<std::string>& argv) {
   output.short_name = 'o';
   line.AddGlobalFlag(output);
   line.AddGlobalFlag(IntFlag("timeout-ms", "MS",
-                             "Deadline of each request (call, cast: of the message)", 1,
+                             "Deadline of each request (for call and cast: of the message)", 1,
                              std::numeric_limits<int64_t>::max(), "5000"));
   line.AddGlobalFlag(ChoiceFlag(
       "consistency", "MODE",
@@ -56,10 +56,11 @@ int Run(const std::vector<std::string>& argv) {
       {"linearizable", "stale"}, "linearizable"));
 
   std::map<std::string, Handler> handlers;
-  for (auto group : {StatusCommands, ClusterCommands, NodeCommands, TopicCommands, LeaseCommands,
-                     WatchCommands
+  for (auto group :
+       {StatusCommands, ClusterCommands, NodeCommands, TopicCommands, LeaseCommands, WatchCommands
 #ifdef ZMESH_CLI_MESSAGES
-                     , MessageCommands
+        ,
+        MessageCommands
 #endif
        }) {
     for (Command& command : group()) {
