@@ -56,13 +56,8 @@ int Run(const std::vector<std::string>& argv) {
       {"linearizable", "stale"}, "linearizable"));
 
   std::map<std::string, Handler> handlers;
-  for (auto group :
-       {StatusCommands, ClusterCommands, NodeCommands, TopicCommands, LeaseCommands, WatchCommands
-#ifdef ZMESH_CLI_MESSAGES
-        ,
-        MessageCommands
-#endif
-       }) {
+  for (auto group : {StatusCommands, ClusterCommands, NodeCommands, TopicCommands, LeaseCommands,
+                     WatchCommands, MessageCommands}) {
     for (Command& command : group()) {
       handlers[command.spec.Path()] = std::move(command.handler);
       line.AddCommand(std::move(command.spec));
