@@ -162,6 +162,13 @@ class Pipeline::Loop {
       case Pattern::kFanout: instances = table_->FanoutMembers(key_); break;
       case Pattern::kNotify: instances = table_->Listeners(key_); break;
     }
+    if (instances == nullptr && fanout) {
+      // A FANOUT is never answered except for a bad message (docs/wire-protocol.md).
+      Drop(DropReason::kNoSuchTarget,
+           absl::StrCat("FANOUT for ", target.exchange(), "/", target.topic(),
+                        " with no local instance"));
+      return true;
+    }
     if (instances == nullptr) {
       Refuse(decoded, DropReason::kNoSuchTarget, v1::STATUS_NO_SUCH_TARGET,
              absl::StrCat("no local instance serves ", target.exchange(), "/", target.topic(),

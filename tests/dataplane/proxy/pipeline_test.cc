@@ -282,8 +282,10 @@ TEST_F(PipelineTest, FanoutReachesEveryInstanceOfTheTopicOnce) {
   }
   EXPECT_FALSE(ReceiveWithin(other->data(Pattern::kFanout), kQuietMs).has_value());
   EXPECT_EQ(stats(Pattern::kFanout).delivered.load(), 2);
-  // No answer for a fanout that was delivered.
+  // No answer for a fanout, delivered or not; only the counter tells.
+  ASSERT_TRUE(sender.Send(MakeHeader(v1::KIND_FANOUT, 32, "nobody-here", ""), "f").ok());
   EXPECT_FALSE(sender.Receive(kQuietMs).has_value());
+  EXPECT_EQ(stats(Pattern::kFanout).drop(DropReason::kNoSuchTarget), 1);
 }
 
 TEST_F(PipelineTest, NotifyGoesToTheListenerThatAnnouncedTheName) {
