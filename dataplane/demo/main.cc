@@ -19,12 +19,10 @@
 #include <thread>
 #include <vector>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/flags.h"
@@ -60,9 +58,8 @@ std::string BinDir() {
   return ec ? "." : exe.parent_path().string();
 }
 
-// Proxies a signal must stop before the demo exits (they would be SIGKILLed with it otherwise).
-absl::Mutex running_mu;
-std::vector<pid_t>* running_proxies ABSL_GUARDED_BY(running_mu) = new std::vector<pid_t>();
+// Set by the signal thread, which then ends the process.
+std::atomic<bool> interrupted{false};
 
 // SIGINT/SIGTERM: SIGTERM the proxies, give them up to 5 s to exit cleanly, then exit.
 void WaitForSignals() {
@@ -73,20 +70,9 @@ void WaitForSignals() {
   int signo = 0;
   while (sigwait(&set, &signo) != 0) {
   }
-  std::vector<pid_t> pids;
-  {
-    absl::MutexLock lock(&running_mu);
-    pids = *running_proxies;
-  }
-  std::fprintf(stderr, "\nzmesh-demo: interrupted; stopping %zu proxies\n", pids.size());
-  for (pid_t pid : pids) kill(pid, SIGTERM);
-  const absl::Time deadline = absl::Now() + absl::Seconds(5);
-  for (pid_t pid : pids) {
-    // The main thread may reap a child first: ECHILD then.
-    while (waitpid(pid, nullptr, WNOHANG) == 0 && absl::Now() < deadline) {
-      absl::SleepFor(absl::Milliseconds(20));
-    }
-  }
+  interrupted.store(true);
+  std::fprintf(stderr, "\nzmesh-demo: interrupted; stopping the proxies\n");
+  TerminateRunningProxies(5000);
   _exit(128 + signo);
 }
 
@@ -155,10 +141,6 @@ int Run() {
       reporter.Check(false, absl::StrCat(name, "'s proxy started"));
       return Fail(std::string(proxy.status().message()));
     }
-    {
-      absl::MutexLock lock(&running_mu);
-      running_proxies->push_back((*proxy)->pid());
-    }
     reporter.Say(absl::StrCat(name, ": zmesh-proxy pid ", (*proxy)->pid(), ", ports ",
                               (*proxy)->ports(), ", IPC dir ", options.ipc_dir));
     nodes.push_back({name, options.ipc_dir});
@@ -175,10 +157,6 @@ int Run() {
     reporter.Check(stopped.ok(),
                    absl::StrCat(proxy->options().node_name, "'s proxy exited cleanly"),
                    stopped.message());
-  }
-  {
-    absl::MutexLock lock(&running_mu);
-    running_proxies->clear();
   }
 
   std::cout << "\n";
@@ -226,5 +204,9 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   std::thread(zmesh::demo::WaitForSignals).detach();
-  return zmesh::demo::Run();
+  int exit_code = zmesh::demo::Run();
+  // A step may have failed because of the interruption: let the signal thread finish stopping the
+  // proxies and exit with its code.
+  while (zmesh::demo::interrupted.load()) pause();
+  return exit_code;
 }

@@ -12,13 +12,16 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <utility>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -27,6 +30,20 @@ namespace zmesh::demo {
 namespace {
 
 constexpr absl::Duration kPollInterval = absl::Milliseconds(20);
+
+// Proxies started and not reaped yet, for TerminateRunningProxies.
+absl::Mutex running_mu;
+std::set<pid_t>* running ABSL_GUARDED_BY(running_mu) = new std::set<pid_t>();
+
+void AddRunning(pid_t pid) {
+  absl::MutexLock lock(&running_mu);
+  running->insert(pid);
+}
+
+void RemoveRunning(pid_t pid) {
+  absl::MutexLock lock(&running_mu);
+  running->erase(pid);
+}
 
 std::string DescribeWaitStatus(int status) {
   if (WIFEXITED(status)) return absl::StrCat("exited with status ", WEXITSTATUS(status));
@@ -147,6 +164,7 @@ absl::StatusOr<std::unique_ptr<NodeProxy>> NodeProxy::Start(NodeProxyOptions opt
                                    ready_path};
   absl::StatusOr<pid_t> pid = Spawn(argv, options.log_path);
   if (!pid.ok()) return pid.status();
+  AddRunning(*pid);
   std::unique_ptr<NodeProxy> proxy(new NodeProxy(std::move(options), *pid));
 
   const absl::Time deadline = absl::Now() + absl::Milliseconds(ready_timeout_ms);
@@ -176,7 +194,25 @@ NodeProxy::~NodeProxy() {
   if (pid_ > 0) {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
+    RemoveRunning(pid_);
   }
+}
+
+int TerminateRunningProxies(int64_t timeout_ms) {
+  std::set<pid_t> pids;
+  {
+    absl::MutexLock lock(&running_mu);
+    pids = *running;
+  }
+  for (pid_t pid : pids) kill(pid, SIGTERM);
+  const absl::Time deadline = absl::Now() + absl::Milliseconds(timeout_ms);
+  for (pid_t pid : pids) {
+    // Another thread may reap it first: ECHILD then.
+    while (waitpid(pid, nullptr, WNOHANG) == 0 && absl::Now() < deadline) {
+      absl::SleepFor(kPollInterval);
+    }
+  }
+  return static_cast<int>(pids.size());
 }
 
 int NodeProxy::WaitForExit(int64_t timeout_ms) {
@@ -186,10 +222,12 @@ int NodeProxy::WaitForExit(int64_t timeout_ms) {
     int status = 0;
     pid_t done = waitpid(pid_, &status, WNOHANG);
     if (done == pid_) {
+      RemoveRunning(pid_);
       pid_ = 0;
       return status;
     }
-    if (done < 0 && errno != EINTR) {
+    if (done < 0 && errno != EINTR) {  // reaped elsewhere (TerminateRunningProxies)
+      RemoveRunning(pid_);
       pid_ = 0;
       return 0;
     }
@@ -205,6 +243,7 @@ absl::Status NodeProxy::Stop(int64_t timeout_ms) {
   if (status == -1) {
     kill(pid_, SIGKILL);
     waitpid(pid_, nullptr, 0);
+    RemoveRunning(pid_);
     pid_ = 0;
     return absl::DeadlineExceededError(
         absl::StrCat("zmesh-proxy for ", options_.node_name, " did not exit within ", timeout_ms,

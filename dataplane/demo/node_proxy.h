@@ -61,6 +61,12 @@ class NodeProxy {
   std::string ports_;
 };
 
+// For a signal handler thread about to exit the process: SIGTERMs every proxy started by
+// NodeProxy and not reaped yet (including one still getting ready), and waits up to timeout_ms
+// for them to exit (they would be SIGKILLed with this process otherwise). Returns how many it
+// signalled. Thread-safe.
+int TerminateRunningProxies(int64_t timeout_ms);
+
 // The last max_lines lines of a file, for error messages ("" if unreadable).
 std::string TailOfFile(const std::string& path, int max_lines = 20);
 
