@@ -38,6 +38,12 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(const std::str
   if (!self.ok()) return self.status();
   const std::string ready_path = absl::StrCat(dir, "/", name, ".ready");
   const std::string log_path = absl::StrCat(dir, "/", name, ".log");
+  // A ready file left by an earlier run in the same --work-dir would name a dead endpoint.
+  std::error_code error;
+  std::filesystem::remove(ready_path, error);
+  if (error) {
+    return absl::InternalError(absl::StrCat("removing ", ready_path, ": ", error.message()));
+  }
   std::vector<std::string> argv = {*self};
   argv.insert(argv.end(), args.begin(), args.end());
   argv.push_back(absl::StrCat("--ready_file=", ready_path));

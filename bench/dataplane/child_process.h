@@ -35,6 +35,7 @@ class ChildProcess {
   ~ChildProcess();  // SIGKILL if still running
 
   const std::string& name() const { return name_; }
+  pid_t pid() const { return process_->pid(); }
   const std::string& ready_text() const { return ready_text_; }
   const std::string& log_path() const { return log_path_; }
 

@@ -63,7 +63,8 @@ class ReceiverControl {
 
   const std::string& name() const { return name_; }
   [[nodiscard]] absl::Status Reset();
-  // DEADLINE_EXCEEDED (with the count reached) when the receiver did not get `n` in time.
+  // The receiver's count once it reached `n`, or after timeout_ms (then below `n`). An error only
+  // when the control channel fails.
   [[nodiscard]] absl::StatusOr<DeliveryCount> WaitFor(int64_t n, int64_t timeout_ms);
 
  private:

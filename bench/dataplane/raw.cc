@@ -291,6 +291,14 @@ std::vector<ReceiverControl*> RawSystem::fanout_receivers() {
   return receivers;
 }
 
+std::vector<UsageMeter::Process> RawSystem::processes() const {
+  std::vector<UsageMeter::Process> processes = {{"client", 0}};
+  for (const std::unique_ptr<ChildProcess>& child : children_) {
+    processes.push_back({child->name(), child->pid()});
+  }
+  return processes;
+}
+
 absl::Status RawSystem::Stop() {
   cast_sender_.reset();
   fanout_sender_.reset();

@@ -20,6 +20,7 @@
 #include "bench/dataplane/child_process.h"
 #include "bench/dataplane/control.h"
 #include "bench/dataplane/runner.h"
+#include "bench/dataplane/usage.h"
 
 namespace zmesh::bench {
 
@@ -65,6 +66,8 @@ class RawSystem {
   std::vector<ReceiverControl*> cast_receivers() { return {controls_[0].get()}; }
   OneWaySender& fanout_sender() { return *fanout_sender_; }
   std::vector<ReceiverControl*> fanout_receivers();
+  // This process ("client") and every child, for a UsageMeter.
+  std::vector<UsageMeter::Process> processes() const;
 
   // Closes the sockets and stops every child (SIGTERM, exit status 0 expected); the first error.
   [[nodiscard]] absl::Status Stop();

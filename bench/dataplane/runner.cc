@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <thread>
 #include <utility>
@@ -19,7 +20,8 @@ double CallStats::PercentileUs(double q) const {
   return latencies_ns[index] / 1000.0;
 }
 
-CallStats RunCalls(CallPath& path, const std::string& payload, int callers, const Timing& timing) {
+CallStats RunCalls(CallPath& path, const std::string& payload, int callers, const Timing& timing,
+                   UsageMeter* meter) {
   CallStats stats;
   stats.callers = callers;
   std::vector<std::unique_ptr<Caller>> clients;
@@ -68,7 +70,12 @@ CallStats RunCalls(CallPath& path, const std::string& payload, int callers, cons
       last_end = std::max(last_end, my_last_end);
     });
   }
+  if (meter != nullptr) {
+    std::this_thread::sleep_for(std::chrono::nanoseconds(window_start - SteadyNowNs()));
+    meter->Start();
+  }
   for (std::thread& thread : threads) thread.join();
+  if (meter != nullptr) meter->Stop();
   clients.clear();
 
   for (std::vector<int64_t>& mine : samples) {
@@ -99,18 +106,40 @@ absl::StatusOr<int64_t> SendUntil(OneWaySender& sender, const std::string& paylo
   return sent;
 }
 
-// Waits until every receiver has exactly `n`; returns the latest last delivery time.
+// A receiver that got nothing new for this long while short of the count has lost messages.
+constexpr int64_t kStallMs = 3000;
+constexpr int64_t kPollMs = 500;
+
+// Waits until every receiver has exactly `n` (giving up on one after kStallMs without a new
+// delivery, or timeout_ms in all); returns the latest last delivery time.
 absl::StatusOr<int64_t> AwaitDeliveries(const std::vector<ReceiverControl*>& receivers, int64_t n,
                                         int64_t timeout_ms) {
+  const int64_t give_up_ns = SteadyNowNs() + timeout_ms * 1000000;
   int64_t last_ns = 0;
   for (ReceiverControl* receiver : receivers) {
-    absl::StatusOr<DeliveryCount> count = receiver->WaitFor(n, timeout_ms);
-    if (!count.ok()) return count.status();
-    if (count->count != n) {
-      return absl::DataLossError(
-          absl::StrCat(receiver->name(), " got ", count->count, " messages, ", n, " were sent"));
+    DeliveryCount count;
+    int64_t progress_ns = SteadyNowNs();
+    while (true) {
+      absl::StatusOr<DeliveryCount> now = receiver->WaitFor(n, kPollMs);
+      if (!now.ok()) return now.status();
+      if (now->count >= n) {
+        count = *now;
+        break;
+      }
+      if (now->count != count.count) progress_ns = SteadyNowNs();
+      count = *now;
+      const int64_t at = SteadyNowNs();
+      if (at - progress_ns >= kStallMs * 1000000 || at >= give_up_ns) {
+        return absl::DataLossError(absl::StrCat(
+            receiver->name(), " got ", count.count, " of ", n, " messages (", n - count.count,
+            " lost: nothing more came for ", (at - progress_ns) / 1000000, " ms)"));
+      }
     }
-    last_ns = std::max(last_ns, count->last_ns);
+    if (count.count != n) {
+      return absl::DataLossError(absl::StrCat(receiver->name(), " got ", count.count, " messages, ",
+                                              n, " were sent (duplicates)"));
+    }
+    last_ns = std::max(last_ns, count.last_ns);
   }
   return last_ns;
 }
@@ -126,7 +155,8 @@ absl::Status ResetAll(const std::vector<ReceiverControl*>& receivers) {
 }  // namespace
 
 OneWayStats RunOneWay(OneWaySender& sender, const std::vector<ReceiverControl*>& receivers,
-                      const std::string& payload, const Timing& timing, int64_t drain_timeout_ms) {
+                      const std::string& payload, const Timing& timing, UsageMeter* meter,
+                      int64_t drain_timeout_ms) {
   OneWayStats stats;
   absl::Status status = ResetAll(receivers);
   if (!status.ok()) {
@@ -150,13 +180,16 @@ OneWayStats RunOneWay(OneWaySender& sender, const std::vector<ReceiverControl*>&
     return stats;
   }
 
+  if (meter != nullptr) meter->Start();
   const int64_t start = SteadyNowNs();
   absl::StatusOr<int64_t> sent = SendUntil(sender, payload, start + timing.duration_ms * 1000000);
   if (!sent.ok()) {
     stats.error = sent.status().ToString();
     return stats;
   }
+  stats.send_seconds = (SteadyNowNs() - start) / 1e9;
   absl::StatusOr<int64_t> last = AwaitDeliveries(receivers, *sent, drain_timeout_ms);
+  if (meter != nullptr) meter->Stop();
   if (!last.ok()) {
     stats.error = last.status().ToString();
     return stats;

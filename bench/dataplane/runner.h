@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "bench/dataplane/control.h"
+#include "bench/dataplane/usage.h"
 
 namespace zmesh::bench {
 
@@ -55,22 +56,27 @@ struct CallStats {
 
 // `callers` threads, each with its own Caller, make round trips back to back for
 // timing.warmup_ms (not measured), then for timing.duration_ms (measured). The first failed
-// round trip stops every thread and is reported in `error`.
-CallStats RunCalls(CallPath& path, const std::string& payload, int callers, const Timing& timing);
+// round trip stops every thread and is reported in `error`. `meter` (optional) is started and
+// stopped around the measured window.
+CallStats RunCalls(CallPath& path, const std::string& payload, int callers, const Timing& timing,
+                   UsageMeter* meter = nullptr);
 
 struct OneWayStats {
-  int64_t messages = 0;  // sent in the measured window, each delivered to every receiver
-  double seconds = 0;    // from the first send to the last receiver's last delivery
-  std::string error;     // a send failed, or a receiver got fewer or more than `messages`
+  int64_t messages = 0;     // sent in the measured window, each delivered to every receiver
+  double seconds = 0;       // from the first send to the last receiver's last delivery
+  double send_seconds = 0;  // from the first send until the last send returned
+  std::string error;        // a send failed, or a receiver got fewer or more than `messages`
   double per_second() const { return seconds > 0 ? messages / seconds : 0; }
+  double sent_per_second() const { return send_seconds > 0 ? messages / send_seconds : 0; }
 };
 
 // Sends back to back for timing.warmup_ms, waits until every receiver has all of them, resets
 // the counts, then sends back to back for timing.duration_ms and waits (up to
 // `drain_timeout_ms`) until every receiver has got exactly that many. The clock runs from the
-// first measured send to the latest receiver's last delivery.
+// first measured send to the latest receiver's last delivery; `meter` (optional) runs from the
+// first measured send until every receiver had everything.
 OneWayStats RunOneWay(OneWaySender& sender, const std::vector<ReceiverControl*>& receivers,
-                      const std::string& payload, const Timing& timing,
+                      const std::string& payload, const Timing& timing, UsageMeter* meter = nullptr,
                       int64_t drain_timeout_ms = 60000);
 
 }  // namespace zmesh::bench

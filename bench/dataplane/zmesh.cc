@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "zmesh/server.h"
 
 namespace zmesh::bench {
@@ -63,6 +64,42 @@ class ZmeshCastSender : public OneWaySender {
  private:
   Transport& transport_;
   Target target_;
+};
+
+// Keeps up to kCastAsyncWindow CastAsync calls outstanding, so the sender does not wait for the
+// Transport's I/O thread on every message.
+class ZmeshCastAsyncSender : public OneWaySender {
+ public:
+  ZmeshCastAsyncSender(Transport& transport, Target target)
+      : transport_(transport), target_(std::move(target)) {}
+  ~ZmeshCastAsyncSender() override {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(
+        +[](int* in_flight) { return *in_flight == 0; }, &in_flight_));
+  }
+
+  absl::Status Send(const std::string& payload) override {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.Await(absl::Condition(
+          +[](int* in_flight) { return *in_flight < kCastAsyncWindow; }, &in_flight_));
+      if (!first_error_.ok()) return first_error_;
+      ++in_flight_;
+    }
+    transport_.CastAsync(target_, payload, CastOptions{}, [this](absl::Status status) {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      if (!status.ok() && first_error_.ok()) first_error_ = status;
+    });
+    return absl::OkStatus();
+  }
+
+ private:
+  Transport& transport_;
+  Target target_;
+  absl::Mutex mu_;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status first_error_ ABSL_GUARDED_BY(mu_);
 };
 
 class ZmeshFanoutSender : public OneWaySender {
@@ -177,6 +214,7 @@ absl::StatusOr<std::unique_ptr<ZmeshSystem>> ZmeshSystem::Start(zmq::context_t& 
   group.topic = kTopic;
   system->call_path_ = std::make_unique<ZmeshCallPath>(*system->transport_, one);
   system->cast_sender_ = std::make_unique<ZmeshCastSender>(*system->transport_, one);
+  system->cast_async_sender_ = std::make_unique<ZmeshCastAsyncSender>(*system->transport_, one);
   system->fanout_sender_ = std::make_unique<ZmeshFanoutSender>(*system->transport_, group);
   return system;
 }
@@ -193,6 +231,19 @@ std::vector<ReceiverControl*> ZmeshSystem::fanout_receivers() {
   return receivers;
 }
 
+std::vector<UsageMeter::Process> ZmeshSystem::processes() {
+  std::vector<UsageMeter::Process> processes = {{"client", 0}};
+  if (directory_ != nullptr) processes.push_back({"directory", directory_->process().pid()});
+  for (size_t i = 0; i < proxies_.size(); ++i) {
+    processes.push_back({i == 0 ? std::string("proxy-client") : absl::StrCat("proxy-", i),
+                         proxies_[i]->process().pid()});
+  }
+  for (const std::unique_ptr<ChildProcess>& server : servers_) {
+    processes.push_back({server->name(), server->pid()});
+  }
+  return processes;
+}
+
 absl::Status ZmeshSystem::Stop() {
   absl::Status first;
   auto note = [&first](absl::Status status) {
@@ -200,6 +251,7 @@ absl::Status ZmeshSystem::Stop() {
   };
   call_path_.reset();
   cast_sender_.reset();
+  cast_async_sender_.reset();
   fanout_sender_.reset();
   if (transport_ != nullptr) transport_->Close();
   transport_.reset();

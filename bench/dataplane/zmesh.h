@@ -22,6 +22,7 @@
 #include "bench/dataplane/control.h"
 #include "bench/dataplane/raw.h"
 #include "bench/dataplane/runner.h"
+#include "bench/dataplane/usage.h"
 #include "tests/support/directory_process.h"
 #include "tests/support/proxy_process.h"
 #include "zmesh/transport.h"
@@ -32,6 +33,10 @@ namespace zmesh::bench {
 // on the proxy at ipc_dir and a Server (default ServerOptions) on (topic, server). Exit status
 // 0 after SIGTERM once the server and transport closed cleanly.
 int RunZmeshServerRole(const RoleOptions& options);
+
+// Casts of the CastAsync case that may be on their way (handed to the Transport, not yet
+// reported sent) at once.
+inline constexpr int kCastAsyncWindow = 1000;
 
 struct ZmeshSystemOptions {
   std::string dir;       // for the directory's data, the proxies' IPC dirs and the logs; short
@@ -54,9 +59,13 @@ class ZmeshSystem {
   CallPath& call_path() { return *call_path_; }
   OneWaySender& cast_sender() { return *cast_sender_; }
   std::vector<ReceiverControl*> cast_receivers() { return {controls_[0].get()}; }
+  // Transport::CastAsync with at most kCastAsyncWindow casts not yet handed over.
+  OneWaySender& cast_async_sender() { return *cast_async_sender_; }
   OneWaySender& fanout_sender() { return *fanout_sender_; }
   std::vector<ReceiverControl*> fanout_receivers();
   Transport& transport() { return *transport_; }
+  // This process ("client"), the directory, the proxies and the servers, for a UsageMeter.
+  std::vector<UsageMeter::Process> processes();
 
   // Closes the client, then stops the servers, the proxies and the directory, each expected to
   // exit cleanly (status 0); the first error.
@@ -72,6 +81,7 @@ class ZmeshSystem {
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<CallPath> call_path_;
   std::unique_ptr<OneWaySender> cast_sender_;
+  std::unique_ptr<OneWaySender> cast_async_sender_;
   std::unique_ptr<OneWaySender> fanout_sender_;
 };
 
