@@ -195,7 +195,7 @@ class MessagesTest : public ::testing::Test {
     return result.out;
   }
 
-  // Starts `zmeshctl serve|listen ...` and waits for its ready line.
+  // Starts `zmeshctl serve|listen ...` and waits for its ready line (text or JSON).
   Background* StartBackground(const std::vector<std::string>& args) {
     std::string name = absl::StrCat(dir_.path(), "/bg-", background_.size());
     std::vector<std::string> argv = {BinPath("zmeshctl")};
@@ -211,7 +211,8 @@ class MessagesTest : public ::testing::Test {
     bool ready = Eventually(
         [&] {
           std::vector<std::string> lines = Lines(background->out());
-          return (!lines.empty() && absl::StartsWith(lines[0], "ready:")) ||
+          return (!lines.empty() && (absl::StartsWith(lines[0], "ready:") ||
+                                     absl::StartsWith(lines[0], "{\"ready\":true"))) ||
                  background->process().Wait(0).ok();
         },
         kReadyTimeoutMs);
@@ -364,6 +365,28 @@ TEST_F(MessagesTest, PayloadBytesThatAreNotTextAreEscaped) {
   EXPECT_EQ(json.fields().at("payload_base64").string_value(), "YQpiCWNcZAH/w6k=");
   EXPECT_EQ(json.fields().at("payload").string_value(), "a\nb\tc\\d\x01\xef\xbf\xbd\xc3\xa9");
   EXPECT_FALSE(json.fields().at("remote_error").bool_value());
+}
+
+TEST_F(MessagesTest, ServeAndListenPrintJsonLinesForScripts) {
+  Background* server = StartBackground({"serve", "compute", "--server", "s1", "-o", "json"});
+  ASSERT_NE(server, nullptr);
+  google::protobuf::Struct ready;
+  std::vector<std::string> lines = Lines(server->out());
+  ASSERT_FALSE(lines.empty());
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(lines[0], &ready).ok()) << lines[0];
+  EXPECT_TRUE(ready.fields().at("ready").bool_value());
+  EXPECT_EQ(ready.fields().at("node").string_value(), "node-a");
+  EXPECT_EQ(ready.fields().at("target").struct_value().fields().at("server").string_value(), "s1");
+
+  CtlOk({"cast", "compute", "--ack", "json please"});
+  std::vector<std::string> messages = server->Messages();
+  ASSERT_EQ(messages.size(), 1u) << server->out();
+  google::protobuf::Struct message;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(messages[0], &message).ok())
+      << messages[0];
+  EXPECT_EQ(message.fields().at("kind").string_value(), "cast");
+  EXPECT_EQ(message.fields().at("payload").string_value(), "json please");
+  EXPECT_FALSE(message.fields().at("sender").string_value().empty());
 }
 
 TEST_F(MessagesTest, ServeAndListenExitZeroOnSignalsAndWithdrawTheirTargets) {
