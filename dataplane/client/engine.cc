@@ -279,12 +279,15 @@ void Engine::Loop() {
     rest.swap(commands_);
   }
   for (Command& command : rest) std::move(command)();
-  // Flush what is queued (Goodbye, casts) for at most kFlushLingerMs, then close.
+  // Flush what is queued (Goodbye, casts) for at most kFlushLingerMs, then close. Never
+  // welcomed: nothing worth flushing (and no proxy to take it).
   try {
-    control_->set(zmq::sockopt::linger, kFlushLingerMs);
-    for (auto& [name, peer] : peers_) {
-      for (auto& socket : peer->sockets) {
-        if (socket != nullptr) socket->set(zmq::sockopt::linger, kFlushLingerMs);
+    if (ever_ready_) {
+      control_->set(zmq::sockopt::linger, kFlushLingerMs);
+      for (auto& [name, peer] : peers_) {
+        for (auto& socket : peer->sockets) {
+          if (socket != nullptr) socket->set(zmq::sockopt::linger, kFlushLingerMs);
+        }
       }
     }
   } catch (const zmq::error_t& e) {
@@ -910,8 +913,11 @@ void Engine::Start(std::unique_ptr<Op> op) {
                                                       PairName(ref.pair))));
     return;
   }
-  ArmTimer(ref);
+  const uint64_t id = ref.id;
   Drive(ref);
+  // Sent at once (the common case): its own timers are armed. Still waiting: arm its deadline.
+  auto it = ops_.find(id);
+  if (it != ops_.end() && it->second->armed_ms == 0) ArmTimer(*it->second);
 }
 
 void Engine::Drive(Op& op) {
@@ -946,9 +952,11 @@ void Engine::Drive(Op& op) {
       child->answered = true;
       child->id = next_message_id_.fetch_add(1);
       Op& c = *child;
-      ops_.emplace(c.id, std::move(child));
-      ArmTimer(c);
+      const uint64_t child_id = c.id;
+      ops_.emplace(child_id, std::move(child));
       Drive(c);
+      auto it = ops_.find(child_id);
+      if (it != ops_.end() && it->second->armed_ms == 0) ArmTimer(*it->second);
     }
     Complete(op, CallResult{});
     return;
@@ -1171,7 +1179,8 @@ void Engine::Linger(Op& op) {
   lingering_.push_back(op.id);
   lingering_bytes_ += static_cast<int64_t>(op.payload->size());
   ArmTimer(op);
-  while (lingering_.size() > kMaxLingering || lingering_bytes_ > kMaxLingeringBytes) {
+  while (!lingering_.empty() &&
+         (lingering_.size() > kMaxLingering || lingering_bytes_ > kMaxLingeringBytes)) {
     const uint64_t oldest = lingering_.front();
     lingering_.pop_front();
     auto it = ops_.find(oldest);
@@ -1231,7 +1240,15 @@ void Engine::ArmTimer(Op& op) {
   if (op.armed_ms != 0 && op.armed_ms <= due) return;  // the armed timer fires first
   op.armed_ms = due;
   const uint64_t id = op.id;
-  timers_.Add(due, [this, id, due] { OnOpTimer(id, due); });
+  timers_.Add(due, [this, id, due] { OnOpTimer(id, due); }, id);
+  // Timers of finished ops stay until due (a call's deadline may be a minute away): drop them
+  // once they outnumber the live ones, so the heap stays proportional to the work in flight.
+  if (timers_.size() > 4 * (ops_.size() + heartbeats_.size()) + 1024) {
+    timers_.RemoveIf([this](uint64_t owner, int64_t due_ms) {
+      auto it = ops_.find(owner);
+      return it == ops_.end() || it->second->armed_ms != due_ms;
+    });
+  }
 }
 
 void Engine::OnOpTimer(uint64_t id, int64_t due) {
@@ -1277,12 +1294,13 @@ void Engine::OnOpTimer(uint64_t id, int64_t due) {
     op.retry_ms = 0;
     if (op.state == OpState::kInFlight && op.kind == OpKind::kCast && op.acknowledged) {
       ResendToNext(op, /*count_retry=*/true);  // no ack in time
-      return;
-    }
-    if (op.state == OpState::kWaiting) {
+    } else if (op.state == OpState::kWaiting) {
       Drive(op);
-      return;
     }
+    // The op may be done now; if not, it needs a timer again (at least its deadline).
+    auto again = ops_.find(id);
+    if (again != ops_.end() && again->second->armed_ms == 0) ArmTimer(*again->second);
+    return;
   }
   ArmTimer(op);
 }

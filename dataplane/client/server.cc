@@ -200,7 +200,7 @@ class Server::Impl final : public internal::Sink {
                    h.message_id(), h.sender());
         return;
       }
-      request.payload = m.payload;  // m stays alive for the responder; payloads are copied once
+      request.payload = std::move(m.payload);  // the responder needs only the route and header
       const uint64_t token = h.call_monitor_timeout_ms() > 0
                                  ? engine_.BeginHeartbeats(m.route, h,
                                                            h.call_monitor_timeout_ms() / 2)

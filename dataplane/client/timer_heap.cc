@@ -5,9 +5,18 @@
 
 namespace zmesh::internal {
 
-void TimerHeap::Add(int64_t due_ms, Callback callback) {
-  heap_.push_back(Entry{due_ms, next_seq_++, std::move(callback)});
+void TimerHeap::Add(int64_t due_ms, Callback callback, uint64_t owner) {
+  heap_.push_back(Entry{due_ms, next_seq_++, owner, std::move(callback)});
   std::push_heap(heap_.begin(), heap_.end(), Later);
+}
+
+size_t TimerHeap::RemoveIf(const std::function<bool(uint64_t owner, int64_t due_ms)>& stale) {
+  const size_t before = heap_.size();
+  heap_.erase(std::remove_if(heap_.begin(), heap_.end(),
+                             [&](const Entry& e) { return e.owner != 0 && stale(e.owner, e.due_ms); }),
+              heap_.end());
+  std::make_heap(heap_.begin(), heap_.end(), Later);
+  return before - heap_.size();
 }
 
 int64_t TimerHeap::MsUntilNext(int64_t now_ms) const {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -15,8 +16,12 @@ class TimerHeap {
  public:
   using Callback = absl::AnyInvocable<void() &&>;
 
-  // Runs `callback` from the first RunDue(now) with now >= due_ms.
-  void Add(int64_t due_ms, Callback callback);
+  // Runs `callback` from the first RunDue(now) with now >= due_ms. `owner` (non-zero) names
+  // what the timer is for, so RemoveIf can drop timers whose owner is gone.
+  void Add(int64_t due_ms, Callback callback, uint64_t owner = 0);
+  // Drops the timers with a non-zero owner for which stale(owner, due_ms) holds, without running
+  // them. Returns how many were dropped.
+  size_t RemoveIf(const std::function<bool(uint64_t owner, int64_t due_ms)>& stale);
   // Milliseconds until the earliest timer is due (0 when overdue), or -1 when there is none.
   int64_t MsUntilNext(int64_t now_ms) const;
   // Runs the callbacks due at now_ms in due order (ties: insertion order); callbacks may add
@@ -28,6 +33,7 @@ class TimerHeap {
   struct Entry {
     int64_t due_ms;
     uint64_t seq;
+    uint64_t owner;
     Callback callback;
   };
   static bool Later(const Entry& a, const Entry& b) {

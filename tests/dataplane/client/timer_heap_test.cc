@@ -45,5 +45,17 @@ TEST(TimerHeapTest, CallbackMayAddTimersDueNow) {
   EXPECT_EQ(timers.size(), 1u);
 }
 
+TEST(TimerHeapTest, RemoveIfDropsOnlyStaleOwnedTimers) {
+  TimerHeap timers;
+  std::string order;
+  timers.Add(10, [&] { order += "a"; }, /*owner=*/1);
+  timers.Add(20, [&] { order += "b"; }, /*owner=*/2);
+  timers.Add(30, [&] { order += "c"; });  // no owner: never removed
+  EXPECT_EQ(timers.RemoveIf([](uint64_t owner, int64_t due) { return owner == 1 || due == 30; }),
+            1u);
+  timers.RunDue(100);
+  EXPECT_EQ(order, "bc");
+}
+
 }  // namespace
 }  // namespace zmesh::internal
