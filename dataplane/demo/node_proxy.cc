@@ -58,6 +58,7 @@ std::string DescribeWaitStatus(int status) {
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, const std::string& log_path) {
   // Everything the child needs is prepared before fork: after it, only async-signal-safe calls.
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
   int log_fd = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
