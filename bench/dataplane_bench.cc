@@ -156,12 +156,17 @@ struct Measured {
   bool raw = false;
 };
 
+// `lost` (of a one-way case that lost messages) replaces zmesh's figure with the share lost.
 void PrintRow(const std::string& what, int64_t payload, const Measured& measured, double zmesh,
               double raw, double direct, bool has_direct, const std::string& aim_text,
-              const char* format) {
+              const char* format, const OneWayStats* lost = nullptr) {
   const bool ratio_ok = measured.zmesh && measured.raw && raw > 0;
+  std::string zmesh_cell = Cell(zmesh, measured.zmesh, format);
+  if (lost != nullptr && lost->lost > 0 && lost->lost_of > 0) {
+    zmesh_cell = absl::StrFormat("LOST %.1f%%", 100.0 * lost->lost / lost->lost_of);
+  }
   printf("%-30s %7s %11s %11s %9s %11s  %s\n", what.c_str(), PayloadName(payload).c_str(),
-         Cell(zmesh, measured.zmesh, format).c_str(), Cell(raw, measured.raw, format).c_str(),
+         zmesh_cell.c_str(), Cell(raw, measured.raw, format).c_str(),
          ratio_ok ? absl::StrFormat("%.2f", zmesh / raw).c_str() : "-",
          has_direct ? Cell(direct, measured.raw, format).c_str() : "",
          ratio_ok ? aim_text.c_str() : "");
@@ -198,13 +203,14 @@ void PrintTable(const std::vector<PayloadResults>& results, const Timing& timing
     const double cast_ratio =
         r.raw_cast.per_second() > 0 ? r.zmesh_cast.per_second() / r.raw_cast.per_second() : 0;
     PrintRow("cast (msgs/s)", p, measured, r.zmesh_cast.per_second(), r.raw_cast.per_second(), 0,
-             false, Aim(cast_ratio, /*at_most=*/false, 0.5), "%.0f");
+             false, Aim(cast_ratio, /*at_most=*/false, 0.5), "%.0f", &r.zmesh_cast);
 #ifdef ZMESH_BENCH_HAS_ZMESH
     PrintRow("cast, CastAsync (msgs/s)", p, measured, r.zmesh_cast_async.per_second(),
-             r.raw_cast.per_second(), 0, false, "", "%.0f");
+             r.raw_cast.per_second(), 0, false, "", "%.0f", &r.zmesh_cast_async);
 #endif
     PrintRow(absl::StrCat("fanout to ", kFanoutNodes, " nodes (msgs/s)"), p, measured,
-             r.zmesh_fanout.per_second(), r.raw_fanout.per_second(), 0, false, "", "%.0f");
+             r.zmesh_fanout.per_second(), r.raw_fanout.per_second(), 0, false, "", "%.0f",
+             &r.zmesh_fanout);
   }
   printf(
       "raw: calls = DEALER -tcp-> zmq_proxy process (ROUTER|DEALER) -ipc-> echo worker process "
@@ -216,7 +222,8 @@ void PrintTable(const std::vector<PayloadResults>& results, const Timing& timing
 #ifdef ZMESH_BENCH_HAS_ZMESH
   printf(
       "cast, CastAsync: Transport::CastAsync with at most %d casts handed over and not yet "
-      "reported queued\n(raw column: PUSH/PULL again).\n",
+      "reported queued\n(raw column: PUSH/PULL again). LOST x%%: the receiver never got x%% of "
+      "the messages sent.\n",
       kCastAsyncWindow);
 #endif
   printf(

@@ -112,8 +112,9 @@ constexpr int64_t kPollMs = 500;
 
 // Waits until every receiver has exactly `n` (giving up on one after kStallMs without a new
 // delivery, or timeout_ms in all); returns the latest last delivery time.
+// `lost` gets the shortfall of a receiver that stalled.
 absl::StatusOr<int64_t> AwaitDeliveries(const std::vector<ReceiverControl*>& receivers, int64_t n,
-                                        int64_t timeout_ms) {
+                                        int64_t timeout_ms, int64_t* lost) {
   const int64_t give_up_ns = SteadyNowNs() + timeout_ms * 1000000;
   int64_t last_ns = 0;
   for (ReceiverControl* receiver : receivers) {
@@ -130,6 +131,7 @@ absl::StatusOr<int64_t> AwaitDeliveries(const std::vector<ReceiverControl*>& rec
       count = *now;
       const int64_t at = SteadyNowNs();
       if (at - progress_ns >= kStallMs * 1000000 || at >= give_up_ns) {
+        *lost = n - count.count;
         return absl::DataLossError(absl::StrCat(
             receiver->name(), " got ", count.count, " of ", n, " messages (", n - count.count,
             " lost: nothing more came for ", (at - progress_ns) / 1000000, " ms)"));
@@ -169,7 +171,9 @@ OneWayStats RunOneWay(OneWaySender& sender, const std::vector<ReceiverControl*>&
     stats.error = absl::StrCat("warm-up: ", warm.status().ToString());
     return stats;
   }
-  absl::StatusOr<int64_t> drained = AwaitDeliveries(receivers, *warm, drain_timeout_ms);
+  stats.lost_of = *warm;
+  absl::StatusOr<int64_t> drained =
+      AwaitDeliveries(receivers, *warm, drain_timeout_ms, &stats.lost);
   if (!drained.ok()) {
     stats.error = absl::StrCat("warm-up: ", drained.status().ToString());
     return stats;
@@ -188,7 +192,8 @@ OneWayStats RunOneWay(OneWaySender& sender, const std::vector<ReceiverControl*>&
     return stats;
   }
   stats.send_seconds = (SteadyNowNs() - start) / 1e9;
-  absl::StatusOr<int64_t> last = AwaitDeliveries(receivers, *sent, drain_timeout_ms);
+  stats.lost_of = *sent;
+  absl::StatusOr<int64_t> last = AwaitDeliveries(receivers, *sent, drain_timeout_ms, &stats.lost);
   if (meter != nullptr) meter->Stop();
   if (!last.ok()) {
     stats.error = last.status().ToString();

@@ -66,6 +66,8 @@ struct OneWayStats {
   double seconds = 0;       // from the first send to the last receiver's last delivery
   double send_seconds = 0;  // from the first send until the last send returned
   std::string error;        // a send failed, or a receiver got fewer or more than `messages`
+  int64_t lost = 0;         // with such an error: messages a receiver never got
+  int64_t lost_of = 0;      // ... of this many sent (warm-up or measured window)
   double per_second() const { return seconds > 0 ? messages / seconds : 0; }
   double sent_per_second() const { return send_seconds > 0 ? messages / send_seconds : 0; }
 };
