@@ -33,6 +33,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -47,6 +48,12 @@
 
 ABSL_FLAG(int64_t, duration_ms, 2000, "Measured time of each case, per system.");
 ABSL_FLAG(int64_t, warmup_ms, 300, "Unmeasured traffic before each case's measured time.");
+ABSL_FLAG(std::vector<std::string>, payload_bytes, std::vector<std::string>({"100", "4096"}),
+          "Payload sizes to measure, comma-separated (bytes).");
+ABSL_FLAG(std::vector<std::string>, cases,
+          std::vector<std::string>({"latency", "many", "cast", "fanout"}),
+          "Cases to run, comma-separated: latency (one caller), many (--callers callers), cast "
+          "(with the CastAsync diagnostic), fanout.");
 ABSL_FLAG(int32_t, callers, 16, "Concurrent callers (threads) of the call throughput case.");
 ABSL_FLAG(bool, quick, false, "Smoke run: 200 ms cases (about 10 s in all).");
 ABSL_FLAG(std::string, benchmark_min_time, "",
@@ -79,7 +86,6 @@ namespace zmesh::bench {
 namespace {
 
 constexpr int kFanoutNodes = 3;
-constexpr int64_t kPayloadSizes[] = {100, 4096};
 
 int RunRole(const std::string& role) {
   RoleOptions options;
@@ -150,6 +156,14 @@ std::string Aim(double ratio, bool at_most, double bound) {
   return absl::StrFormat("%s %.2f %s", at_most ? "<=" : ">=", bound, met ? "ok" : "MISSED");
 }
 
+// Which cases a run measures (--cases).
+struct Cases {
+  bool latency = true;
+  bool many = true;
+  bool cast = true;
+  bool fanout = true;
+};
+
 // Which systems a run measured.
 struct Measured {
   bool zmesh = false;
@@ -173,7 +187,7 @@ void PrintRow(const std::string& what, int64_t payload, const Measured& measured
 }
 
 void PrintTable(const std::vector<PayloadResults>& results, const Timing& timing, int callers,
-                const Measured& measured) {
+                const Measured& measured, const Cases& cases) {
   char date[32];
   const time_t now = time(nullptr);
   strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", gmtime(&now));
@@ -188,29 +202,37 @@ void PrintTable(const std::vector<PayloadResults>& results, const Timing& timing
         r.hop_latency.PercentileUs(0.5) > 0
             ? r.zmesh_latency.PercentileUs(0.5) / r.hop_latency.PercentileUs(0.5)
             : 0;
-    PrintRow("call latency p50 (us)", p, measured, r.zmesh_latency.PercentileUs(0.5),
-             r.hop_latency.PercentileUs(0.5), r.direct_latency.PercentileUs(0.5), true,
-             Aim(latency_ratio, /*at_most=*/true, 1.3), "%.1f");
-    PrintRow("call latency p99 (us)", p, measured, r.zmesh_latency.PercentileUs(0.99),
-             r.hop_latency.PercentileUs(0.99), r.direct_latency.PercentileUs(0.99), true, "",
-             "%.1f");
-    PrintRow(absl::StrCat("call ", callers, " callers (calls/s)"), p, measured,
-             r.zmesh_many.calls_per_second(), r.hop_many.calls_per_second(),
-             r.direct_many.calls_per_second(), true, "", "%.0f");
-    PrintRow(absl::StrCat("call ", callers, " callers p50 (us)"), p, measured,
-             r.zmesh_many.PercentileUs(0.5), r.hop_many.PercentileUs(0.5),
-             r.direct_many.PercentileUs(0.5), true, "", "%.1f");
-    const double cast_ratio =
-        r.raw_cast.per_second() > 0 ? r.zmesh_cast.per_second() / r.raw_cast.per_second() : 0;
-    PrintRow("cast (msgs/s)", p, measured, r.zmesh_cast.per_second(), r.raw_cast.per_second(), 0,
-             false, Aim(cast_ratio, /*at_most=*/false, 0.5), "%.0f", &r.zmesh_cast);
+    if (cases.latency) {
+      PrintRow("call latency p50 (us)", p, measured, r.zmesh_latency.PercentileUs(0.5),
+               r.hop_latency.PercentileUs(0.5), r.direct_latency.PercentileUs(0.5), true,
+               Aim(latency_ratio, /*at_most=*/true, 1.3), "%.1f");
+      PrintRow("call latency p99 (us)", p, measured, r.zmesh_latency.PercentileUs(0.99),
+               r.hop_latency.PercentileUs(0.99), r.direct_latency.PercentileUs(0.99), true, "",
+               "%.1f");
+    }
+    if (cases.many) {
+      PrintRow(absl::StrCat("call ", callers, " callers (calls/s)"), p, measured,
+               r.zmesh_many.calls_per_second(), r.hop_many.calls_per_second(),
+               r.direct_many.calls_per_second(), true, "", "%.0f");
+      PrintRow(absl::StrCat("call ", callers, " callers p50 (us)"), p, measured,
+               r.zmesh_many.PercentileUs(0.5), r.hop_many.PercentileUs(0.5),
+               r.direct_many.PercentileUs(0.5), true, "", "%.1f");
+    }
+    if (cases.cast) {
+      const double cast_ratio =
+          r.raw_cast.per_second() > 0 ? r.zmesh_cast.per_second() / r.raw_cast.per_second() : 0;
+      PrintRow("cast (msgs/s)", p, measured, r.zmesh_cast.per_second(), r.raw_cast.per_second(), 0,
+               false, Aim(cast_ratio, /*at_most=*/false, 0.5), "%.0f", &r.zmesh_cast);
 #ifdef ZMESH_BENCH_HAS_ZMESH
-    PrintRow("cast, CastAsync (msgs/s)", p, measured, r.zmesh_cast_async.per_second(),
-             r.raw_cast.per_second(), 0, false, "", "%.0f", &r.zmesh_cast_async);
+      PrintRow("cast, CastAsync (msgs/s)", p, measured, r.zmesh_cast_async.per_second(),
+               r.raw_cast.per_second(), 0, false, "", "%.0f", &r.zmesh_cast_async);
 #endif
-    PrintRow(absl::StrCat("fanout to ", kFanoutNodes, " nodes (msgs/s)"), p, measured,
-             r.zmesh_fanout.per_second(), r.raw_fanout.per_second(), 0, false, "", "%.0f",
-             &r.zmesh_fanout);
+    }
+    if (cases.fanout) {
+      PrintRow(absl::StrCat("fanout to ", kFanoutNodes, " nodes (msgs/s)"), p, measured,
+               r.zmesh_fanout.per_second(), r.raw_fanout.per_second(), 0, false, "", "%.0f",
+               &r.zmesh_fanout);
+    }
   }
   printf(
       "raw: calls = DEALER -tcp-> zmq_proxy process (ROUTER|DEALER) -ipc-> echo worker process "
@@ -256,6 +278,30 @@ int Main(int argc, char** argv) {
   Timing timing{absl::GetFlag(FLAGS_warmup_ms), absl::GetFlag(FLAGS_duration_ms)};
   if (quick) timing = Timing{50, 200};
   const int callers = absl::GetFlag(FLAGS_callers);
+  std::vector<int64_t> payload_sizes;
+  for (const std::string& text : absl::GetFlag(FLAGS_payload_bytes)) {
+    int64_t bytes = 0;
+    if (!absl::SimpleAtoi(text, &bytes) || bytes < 0) {
+      fprintf(stderr, "--payload-bytes: not a size: %s\n", text.c_str());
+      return 2;
+    }
+    payload_sizes.push_back(bytes);
+  }
+  Cases cases{false, false, false, false};
+  for (const std::string& name : absl::GetFlag(FLAGS_cases)) {
+    if (name == "latency") {
+      cases.latency = true;
+    } else if (name == "many") {
+      cases.many = true;
+    } else if (name == "cast") {
+      cases.cast = true;
+    } else if (name == "fanout") {
+      cases.fanout = true;
+    } else {
+      fprintf(stderr, "--cases: unknown case %s (latency, many, cast, fanout)\n", name.c_str());
+      return 2;
+    }
+  }
   if (timing.duration_ms <= 0 || timing.warmup_ms < 0 || callers < 1) {
     fprintf(stderr, "--duration-ms and --callers must be positive, --warmup-ms not negative\n");
     return 2;
@@ -325,7 +371,7 @@ int Main(int argc, char** argv) {
 
   // The systems alternate within each case, so background load on the machine hits both alike.
   std::vector<PayloadResults> results;
-  for (int64_t payload_bytes : kPayloadSizes) {
+  for (int64_t payload_bytes : payload_sizes) {
     PayloadResults r;
     r.payload_bytes = payload_bytes;
     const std::string payload(payload_bytes, 'z');
@@ -356,37 +402,48 @@ int Main(int argc, char** argv) {
       }
       note_usage(system, what, meter, stats.messages);
     };
+    if (cases.latency) {
 #ifdef ZMESH_BENCH_HAS_ZMESH
-    if (zmesh) calls("zmesh", "call latency", zmesh->call_path(), 1, r.zmesh_latency);
+      if (zmesh) calls("zmesh", "call latency", zmesh->call_path(), 1, r.zmesh_latency);
 #endif
-    if (raw) calls("raw", "call latency 1 hop", raw->proxied_echo(), 1, r.hop_latency);
-    if (raw) calls("raw", "call latency no hop", raw->direct_echo(), 1, r.direct_latency);
-#ifdef ZMESH_BENCH_HAS_ZMESH
-    if (zmesh) calls("zmesh", "call many callers", zmesh->call_path(), callers, r.zmesh_many);
-#endif
-    if (raw) calls("raw", "call many 1 hop", raw->proxied_echo(), callers, r.hop_many);
-    if (raw) calls("raw", "call many no hop", raw->direct_echo(), callers, r.direct_many);
-#ifdef ZMESH_BENCH_HAS_ZMESH
-    if (zmesh) {
-      one_way("zmesh", "cast", zmesh->cast_sender(), zmesh->cast_receivers(), r.zmesh_cast);
-      one_way("zmesh", "cast async", zmesh->cast_async_sender(), zmesh->cast_receivers(),
-              r.zmesh_cast_async, /*diagnostic=*/true);
+      if (raw) calls("raw", "call latency 1 hop", raw->proxied_echo(), 1, r.hop_latency);
+      if (raw) calls("raw", "call latency no hop", raw->direct_echo(), 1, r.direct_latency);
     }
-#endif
-    if (raw)
-      one_way("raw", "cast push/pull", raw->cast_sender(), raw->cast_receivers(), r.raw_cast);
+    if (cases.many) {
 #ifdef ZMESH_BENCH_HAS_ZMESH
-    if (zmesh) {
-      one_way("zmesh", "fanout", zmesh->fanout_sender(), zmesh->fanout_receivers(), r.zmesh_fanout);
-    }
+      if (zmesh) calls("zmesh", "call many callers", zmesh->call_path(), callers, r.zmesh_many);
 #endif
-    if (raw) {
-      one_way("raw", "fanout 3 push", raw->fanout_sender(), raw->fanout_receivers(), r.raw_fanout);
+      if (raw) calls("raw", "call many 1 hop", raw->proxied_echo(), callers, r.hop_many);
+      if (raw) calls("raw", "call many no hop", raw->direct_echo(), callers, r.direct_many);
+    }
+    if (cases.cast) {
+#ifdef ZMESH_BENCH_HAS_ZMESH
+      if (zmesh) {
+        one_way("zmesh", "cast", zmesh->cast_sender(), zmesh->cast_receivers(), r.zmesh_cast);
+        one_way("zmesh", "cast async", zmesh->cast_async_sender(), zmesh->cast_receivers(),
+                r.zmesh_cast_async, /*diagnostic=*/true);
+      }
+#endif
+      if (raw) {
+        one_way("raw", "cast push/pull", raw->cast_sender(), raw->cast_receivers(), r.raw_cast);
+      }
+    }
+    if (cases.fanout) {
+#ifdef ZMESH_BENCH_HAS_ZMESH
+      if (zmesh) {
+        one_way("zmesh", "fanout", zmesh->fanout_sender(), zmesh->fanout_receivers(),
+                r.zmesh_fanout);
+      }
+#endif
+      if (raw) {
+        one_way("raw", "fanout 3 push", raw->fanout_sender(), raw->fanout_receivers(),
+                r.raw_fanout);
+      }
     }
     results.push_back(std::move(r));
   }
 
-  PrintTable(results, timing, callers, Measured{zmesh_measured, raw != nullptr});
+  PrintTable(results, timing, callers, Measured{zmesh_measured, raw != nullptr}, cases);
 
 #ifdef ZMESH_BENCH_HAS_ZMESH
   if (zmesh != nullptr) {
