@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <exception>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -147,7 +148,9 @@ bool Report(const char* system, const char* what, int64_t payload, const OneWayS
 std::string Cell(double value, bool measured, const char* format = "%.0f") {
   if (!measured) return "-";
   if (value == 0) return "FAILED";
-  return absl::StrFormat(format, value);
+  char text[64];
+  snprintf(text, sizeof(text), format, value);
+  return text;
 }
 
 // How zmesh compares with the aim: "ok" or "MISSED" with the bound.
@@ -469,4 +472,12 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace zmesh::bench
 
-int main(int argc, char** argv) { return zmesh::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // cppzmq throws; an error nobody caught is reported rather than left to std::terminate.
+  try {
+    return zmesh::bench::Main(argc, argv);
+  } catch (const std::exception& e) {
+    fprintf(stderr, "zmesh-bench-dataplane: %s\n", e.what());
+    return 1;
+  }
+}

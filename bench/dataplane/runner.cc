@@ -42,6 +42,7 @@ CallStats RunCalls(CallPath& path, const std::string& payload, int callers, cons
   int64_t last_end = window_start;  // guarded by mu
   std::vector<std::vector<int64_t>> samples(callers);
   std::vector<std::thread> threads;
+  threads.reserve(callers);
   for (int i = 0; i < callers; ++i) {
     threads.emplace_back([&, i]() {
       Caller& caller = *clients[i];

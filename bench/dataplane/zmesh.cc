@@ -74,15 +74,16 @@ class ZmeshCastAsyncSender : public OneWaySender {
       : transport_(transport), target_(std::move(target)) {}
   ~ZmeshCastAsyncSender() override {
     absl::MutexLock lock(&mu_);
-    mu_.Await(absl::Condition(
-        +[](int* in_flight) { return *in_flight == 0; }, &in_flight_));
+    auto drained = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ == 0; };
+    mu_.Await(absl::Condition(&drained));
   }
 
   absl::Status Send(const std::string& payload) override {
     {
       absl::MutexLock lock(&mu_);
-      mu_.Await(absl::Condition(
-          +[](int* in_flight) { return *in_flight < kCastAsyncWindow; }, &in_flight_));
+      auto room = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return in_flight_ < kCastAsyncWindow; };
+      mu_.Await(absl::Condition(&room));
       if (!first_error_.ok()) return first_error_;
       ++in_flight_;
     }
