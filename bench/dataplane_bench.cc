@@ -68,8 +68,8 @@ ABSL_FLAG(bool, strict, false,
           "Fail the run when the diagnostic case (zmesh CastAsync) fails too.");
 ABSL_FLAG(bool, zmesh_only, false, "Measure zmesh only (e.g. to profile it).");
 ABSL_FLAG(std::string, proxy_prefix, "",
-          "Command wrapped around every zmesh-proxy, words separated by spaces (e.g. "
-          "\"valgrind --tool=callgrind\" to profile it).");
+          "Command wrapped around every zmesh-proxy, words separated by spaces, the program "
+          "by absolute path (e.g. \"/usr/bin/valgrind --tool=callgrind\" to profile it).");
 // Child roles.
 ABSL_FLAG(std::string, role, "",
           "Internal: run as a child process in this role (echo-server, echo-worker, zmq-proxy, "
