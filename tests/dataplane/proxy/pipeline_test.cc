@@ -4,6 +4,7 @@
 
 #include <array>
 #include <memory>
+#include <random>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -227,6 +228,68 @@ TEST_F(PipelineTest, MalformedMessagesAreCountedAndTheProxyKeepsServing) {
   auto reply = caller.Receive(kWaitMs);
   ASSERT_TRUE(reply.has_value());
   EXPECT_EQ(reply->first.message_id(), 14u);
+}
+
+TEST_F(PipelineTest, RandomInputOnEveryPortNeverStopsThePipelines) {
+  auto instance = Attached();
+  Serve({{instance->id(), "compute", "host-1"}}, {{instance->id(), "events.info", "l-1"}});
+  const unsigned seed = std::random_device()();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937 random(seed);
+  auto bytes = [&](size_t max) {
+    std::string out(random() % (max + 1), '\0');
+    for (char& c : out) c = static_cast<char>(random());
+    return out;
+  };
+  const v1::Kind kinds[] = {v1::KIND_CALL, v1::KIND_FANOUT, v1::KIND_NOTIFY, v1::KIND_CAST};
+  std::vector<std::unique_ptr<NetworkPeer>> peers;
+  for (int i = 0; i < kPatternCount; ++i) {
+    peers.push_back(std::make_unique<NetworkPeer>(context_, port(static_cast<Pattern>(i))));
+  }
+  int64_t sent = 0;
+  for (int n = 0; n < 400; ++n) {
+    const int i = static_cast<int>(random() % kPatternCount);
+    Frames frames;
+    const size_t count = 1 + random() % 4;
+    for (size_t f = 0; f < count; ++f) {
+      if (f == 0 && random() % 2 == 0) {
+        // A real header with one byte flipped: parses more often than pure noise.
+        std::string header =
+            MakeHeader(kinds[random() % 4], 1 + random() % 1000, "compute", "host-1")
+                .SerializeAsString();
+        header[random() % header.size()] ^= static_cast<char>(1 + random() % 255);
+        frames.push_back(header);
+      } else {
+        frames.push_back(bytes(f == 0 ? 64 : 2 * kMaxPayload));
+      }
+    }
+    ASSERT_TRUE(peers[i]->SendRaw(frames).ok());
+    ++sent;
+  }
+  int64_t received = 0;
+  ASSERT_TRUE(::zmesh::testing::Eventually([&] {
+    received = 0;
+    for (int i = 0; i < kPatternCount; ++i) received += stats(static_cast<Pattern>(i)).received;
+    return received == sent;
+  }, kWaitMs)) << received << " of " << sent;
+  // Whatever reached the instance, the CALL pipeline still delivers and answers a good call
+  // (mutated headers may have made valid calls too: skip them).
+  NetworkPeer caller(context_, port(Pattern::kCall));
+  ASSERT_TRUE(caller.Send(MakeHeader(v1::KIND_CALL, 99, "compute", "host-1"), "ok").ok());
+  std::optional<Frames> call;
+  while ((call = ReceiveWithin(instance->data(Pattern::kCall), kWaitMs)).has_value() &&
+         (call->size() != 3 || (*call)[2] != "ok")) {
+  }
+  ASSERT_TRUE(call.has_value());
+  v1::Header answer;
+  answer.set_kind(v1::KIND_REPLY);
+  answer.set_message_id(99);
+  ASSERT_TRUE(SendStrings(instance->data(Pattern::kCall),
+                          {(*call)[0], wire::EncodeHeader(answer), "ok"})
+                  .ok());
+  auto reply = caller.Receive(kWaitMs);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->first.message_id(), 99u);
 }
 
 TEST_F(PipelineTest, ReplyForAGoneCallerIsCountedNotDelivered) {
