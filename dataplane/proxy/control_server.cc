@@ -454,6 +454,7 @@ void ControlServer::CheckTimers() {
     AnswerLookup(pending.instance, pending.seq,
                  mirror_.Lookup(pending.key.first, pending.key.second));
   }
+  MaybeLogStats(now);
   std::vector<std::string> silent;
   for (const auto& [id, instance] : instances_) {
     if (now - instance.last_seen_ms > options_.instance_timeout_ms) silent.push_back(id);
@@ -462,6 +463,31 @@ void ControlServer::CheckTimers() {
     stats_.instances_dropped.fetch_add(1, std::memory_order_relaxed);
     DropInstance(id, absl::StrCat("silent for more than ", options_.instance_timeout_ms, " ms"));
   }
+}
+
+void ControlServer::MaybeLogStats(int64_t now_ms) {
+  if (next_stats_log_ms_ == 0) next_stats_log_ms_ = now_ms + options_.stats_log_interval_ms;
+  if (now_ms < next_stats_log_ms_) return;
+  next_stats_log_ms_ = now_ms + options_.stats_log_interval_ms;
+  std::string line;
+  for (int i = 0; i < kPatternCount; ++i) {
+    const Pattern pattern = static_cast<Pattern>(i);
+    const PipelineStats& p = stats_.of(pattern);
+    absl::StrAppend(&line, line.empty() ? "" : "; ", PatternName(pattern),
+                    " received=", p.received.load(std::memory_order_relaxed),
+                    " delivered=", p.delivered.load(std::memory_order_relaxed),
+                    " answers=", p.answers.load(std::memory_order_relaxed),
+                    " refused=", p.refused.load(std::memory_order_relaxed));
+    for (int r = 0; r < kDropReasonCount; ++r) {
+      const int64_t n = p.drop(static_cast<DropReason>(r));
+      if (n > 0) absl::StrAppend(&line, " ", DropReasonName(static_cast<DropReason>(r)), "=", n);
+    }
+  }
+  absl::StrAppend(&line, "; instances=", instances_.size(), " targets=", entries_.size(),
+                  " control_malformed=", stats_.control_malformed.load(std::memory_order_relaxed));
+  if (line == last_stats_) return;
+  last_stats_ = line;
+  ZLOG_INFO("stats: %s", line);
 }
 
 void ControlServer::DropInstance(const std::string& id, absl::string_view why) {

@@ -40,6 +40,8 @@ struct ControlOptions {
   int64_t announce_timeout_ms = 2000;
   // Longest wait for a fresh lookup before answering from the mirror.
   int64_t lookup_timeout_ms = 1000;
+  // How often the traffic counters are logged (one line, only when they changed).
+  int64_t stats_log_interval_ms = 60000;
 };
 
 // Create, set_directory, Start once, Stop once (owner's thread). The Post* methods are
@@ -112,6 +114,7 @@ class ControlServer {
   void OnLookup(uint64_t token, absl::StatusOr<wire::v1::LookupResult> result);
   void AnswerLookup(const std::string& instance, uint64_t seq, wire::v1::LookupResult result);
   void CheckTimers();
+  void MaybeLogStats(int64_t now_ms);
   void PublishTable();
   void Send(const std::string& to, const wire::v1::LocalResponse& response);
   int64_t NowMs() const;
@@ -136,6 +139,8 @@ class ControlServer {
   std::vector<Waiter> waiters_;
   std::map<uint64_t, PendingLookup> lookups_;  // by token
   uint64_t next_token_ = 1;
+  int64_t next_stats_log_ms_ = 0;
+  std::string last_stats_;  // the counters last logged
 };
 
 }  // namespace zmesh::proxy
