@@ -25,8 +25,7 @@ constexpr int64_t kTickMs = 100;
 constexpr int kBatch = 256;
 
 absl::Status ValidateRegistration(const dv1::Registration& r) {
-  if (absl::Status st = wire::ValidateName("registration.exchange", r.exchange(), true);
-      !st.ok()) {
+  if (absl::Status st = wire::ValidateName("registration.exchange", r.exchange(), true); !st.ok()) {
     return st;
   }
   if (absl::Status st = wire::ValidateName("registration.topic", r.topic(), true); !st.ok()) {
@@ -95,7 +94,9 @@ ControlServer::~ControlServer() {
   if (stop_fd_ >= 0) close(stop_fd_);
 }
 
-void ControlServer::Start() { thread_ = std::thread([this] { Run(); }); }
+void ControlServer::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void ControlServer::Stop() {
   if (stop_fd_ >= 0) {
@@ -322,13 +323,14 @@ void ControlServer::HandleWithdraw(const std::string& from, uint64_t seq,
   if (instances_[from].announced.erase(key) > 0) {
     RemoveAnnouncement(from, key);
     PublishTable();
-    ZLOG_INFO("instance %s withdrew %s/%s/%s", from, registration.exchange(),
-              registration.topic(), registration.server());
+    ZLOG_INFO("instance %s withdrew %s/%s/%s", from, registration.exchange(), registration.topic(),
+              registration.server());
   }
   // An Announce still waiting for the directory gets no answer any more.
-  waiters_.erase(std::remove_if(waiters_.begin(), waiters_.end(),
-                                [&](const Waiter& w) { return w.instance == from && w.key == key; }),
-                 waiters_.end());
+  waiters_.erase(
+      std::remove_if(waiters_.begin(), waiters_.end(),
+                     [&](const Waiter& w) { return w.instance == from && w.key == key; }),
+      waiters_.end());
   v1::LocalResponse response;
   response.set_seq(seq);
   response.mutable_withdrawn();

@@ -120,9 +120,9 @@ class ControlServer {
   int64_t NowMs() const;
 
   ControlOptions options_;
-  LocalTableHolder& table_;  // owned by the proxy
-  Mirror& mirror_;           // owned by the proxy
-  ProxyStats& stats_;        // owned by the proxy
+  LocalTableHolder& table_;               // owned by the proxy
+  Mirror& mirror_;                        // owned by the proxy
+  ProxyStats& stats_;                     // owned by the proxy
   DirectoryAccess* directory_ = nullptr;  // owned by the proxy; outlives the thread
   zmq::socket_t socket_;
   int wake_fd_ = -1;  // eventfd: tasks posted

@@ -78,7 +78,7 @@ absl::StatusOr<std::unique_ptr<DirectoryLink>> DirectoryLink::Start(
   };
   watch_options.on_resume = [self](const client::WatchResume& resume) {
     // The first failure of a row, then one in 30 (the watcher retries every 2 s at most).
-    const int64_t row = self->watch_failures_.fetch_add(1) ;
+    const int64_t row = self->watch_failures_.fetch_add(1);
     if (row % 30 != 0) return;
     ZLOG_INFO("directory watch on %s ended (%s); resuming on %s at revision %d",
               resume.lost_address.empty() ? "-" : resume.lost_address, resume.reason.ToString(),
@@ -119,8 +119,7 @@ void DirectoryLink::Unregister(const dv1::Registration& registration) {
   changed_.SignalAll();
 }
 
-void DirectoryLink::Lookup(uint64_t token, const std::string& exchange,
-                           const std::string& topic) {
+void DirectoryLink::Lookup(uint64_t token, const std::string& exchange, const std::string& topic) {
   absl::MutexLock lock(&mu_);
   lookup_queue_.push_back({token, exchange, topic, absl::Now()});
   changed_.SignalAll();
@@ -281,8 +280,8 @@ bool DirectoryLink::EstablishNode() {
   absl::StatusOr<dv1::RegisterNodeResponse> registered = writes_->RegisterNode(request);
   if (!registered.ok()) {
     if (ShouldWarn()) {
-      ZLOG_WARNING("registering node %s under lease %d: %s (retrying)", options_.node.name(),
-                   lease, registered.status().ToString());
+      ZLOG_WARNING("registering node %s under lease %d: %s (retrying)", options_.node.name(), lease,
+                   registered.status().ToString());
     }
     if (registered.status().code() == absl::StatusCode::kNotFound) {
       absl::MutexLock lock(&mu_);
@@ -333,8 +332,8 @@ bool DirectoryLink::SyncOne(const std::string& key) {
     if (!done.ok()) {
       if (done.status().code() == absl::StatusCode::kNotFound) {
         // The node is gone: its lease expired. Register it again, then everything.
-        ZLOG_WARNING("registering %s/%s: %s; registering the node again",
-                     wanted->exchange(), wanted->topic(), done.status().ToString());
+        ZLOG_WARNING("registering %s/%s: %s; registering the node again", wanted->exchange(),
+                     wanted->topic(), done.status().ToString());
         absl::MutexLock lock(&mu_);
         lease_lost_ = true;
         return false;
@@ -368,13 +367,13 @@ bool DirectoryLink::SyncOne(const std::string& key) {
   if (!done.ok() && done.status().code() != absl::StatusCode::kNotFound) {
     if (IsUnreachable(done.status())) {
       if (ShouldWarn()) {
-        ZLOG_WARNING("unregistering %s/%s/%s: %s (retrying)", r.exchange(), r.topic(),
-                     r.server(), done.status().ToString());
+        ZLOG_WARNING("unregistering %s/%s/%s: %s (retrying)", r.exchange(), r.topic(), r.server(),
+                     done.status().ToString());
       }
       return false;
     }
-    ZLOG_ERROR("directory refused to unregister %s/%s/%s: %s", r.exchange(), r.topic(),
-               r.server(), done.status().ToString());
+    ZLOG_ERROR("directory refused to unregister %s/%s/%s: %s", r.exchange(), r.topic(), r.server(),
+               done.status().ToString());
   }
   stats_.directory_writes.fetch_add(1, std::memory_order_relaxed);
   in_dir_.erase(known);
@@ -406,9 +405,8 @@ bool DirectoryLink::Reconcile() {
     absl::StatusOr<dv1::UnregisterResponse> done = writes_->Unregister(unregister);
     if (!done.ok() && done.status().code() != absl::StatusCode::kNotFound) {
       if (ShouldWarn()) {
-        ZLOG_WARNING("removing stale registration %s/%s/%s: %s (retrying)",
-                     registration.exchange(), registration.topic(), registration.server(),
-                     done.status().ToString());
+        ZLOG_WARNING("removing stale registration %s/%s/%s: %s (retrying)", registration.exchange(),
+                     registration.topic(), registration.server(), done.status().ToString());
       }
       return false;
     }

@@ -10,8 +10,8 @@
 #include <deque>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -79,8 +79,7 @@ class DirectoryLink final : public DirectoryAccess {
 
   // Wants the registration in the directory (node filled in) / out of it. Written in order, on
   // the writer thread, retried until the directory answers.
-  void Register(const directory::v1::Registration& registration) override
-      ABSL_LOCKS_EXCLUDED(mu_);
+  void Register(const directory::v1::Registration& registration) override ABSL_LOCKS_EXCLUDED(mu_);
   void Unregister(const directory::v1::Registration& registration) override
       ABSL_LOCKS_EXCLUDED(mu_);
   // Asks the directory (linearizable) who serves (exchange, topic); the answer comes through
@@ -146,7 +145,7 @@ class DirectoryLink final : public DirectoryAccess {
   std::deque<LookupRequest> lookup_queue_ ABSL_GUARDED_BY(mu_);
 
   // Writer thread only.
-  bool node_up_ = false;                   // node registered under the current lease
+  bool node_up_ = false;  // node registered under the current lease
   struct Written {
     directory::v1::Registration registration;
     int64_t revision = 0;

@@ -4,9 +4,9 @@
 
 #include <atomic>
 #include <cstdio>
-#include <memory>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,18 +15,17 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
-#include "absl/synchronization/notification.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/notification.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "controlplane/client/directory_client.h"
 #include "dataplane/proxy/proxy.h"
 #include "dataplane/wire/envelope.h"
 
-ABSL_FLAG(std::string, directory, "",
-          "Directory replicas HOST:PORT[,HOST:PORT...] (required).");
+ABSL_FLAG(std::string, directory, "", "Directory replicas HOST:PORT[,HOST:PORT...] (required).");
 ABSL_FLAG(std::string, node_name, "", "Name of this node in the directory (default: host name).");
 ABSL_FLAG(std::string, advertise_host, "",
           "Host name or address other nodes reach this proxy at (default: host name).");
@@ -63,7 +62,7 @@ int Fail(int code, const std::string& message) {
 // absl exits with status 1 on a bad flag; the documented status for bad usage is 2, so the
 // arguments are checked here first. Returns "" when they parse.
 std::string CheckArguments(const std::vector<std::string>& args) {
-  static const char* const kBuiltin[] = {"help", "helpfull", "helpshort", "helppackage",
+  static const char* const kBuiltin[] = {"help",    "helpfull",        "helpshort", "helppackage",
                                          "version", "only_check_args", "helpmatch"};
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -225,8 +224,7 @@ int main(int argc, char** argv) {
       ZLOG_ERROR("cannot write ready file %s", ready_file);
     }
   };
-  absl::StatusOr<std::unique_ptr<zmesh::proxy::Proxy>> proxy =
-      zmesh::proxy::Proxy::Start(options);
+  absl::StatusOr<std::unique_ptr<zmesh::proxy::Proxy>> proxy = zmesh::proxy::Proxy::Start(options);
   if (!proxy.ok()) {
     ports_known->Notify();
     return Fail(kExitFailure, proxy.status().ToString());
@@ -239,7 +237,8 @@ int main(int argc, char** argv) {
 
   int signo = 0;
   sigwait(&signals, &signo);
-  ZLOG_INFO("received %s: revoking the lease and stopping", signo == SIGTERM ? "SIGTERM" : "SIGINT");
+  ZLOG_INFO("received %s: revoking the lease and stopping",
+            signo == SIGTERM ? "SIGTERM" : "SIGINT");
   (*proxy)->Stop(/*revoke_lease=*/true);
   if (!ready_file.empty()) {
     std::error_code ignored;

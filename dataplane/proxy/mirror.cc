@@ -93,8 +93,7 @@ void Mirror::Answer(const State& state, const TopicKey& key, wire::v1::LookupRes
   }
 }
 
-wire::v1::LookupResult Mirror::Lookup(const std::string& exchange,
-                                      const std::string& topic) const {
+wire::v1::LookupResult Mirror::Lookup(const std::string& exchange, const std::string& topic) const {
   absl::MutexLock lock(&mu_);
   wire::v1::LookupResult result;
   Answer(state_, TopicKey(exchange, topic), &result);

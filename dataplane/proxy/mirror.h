@@ -54,8 +54,7 @@ class Mirror {
 
   static void ApplyEvent(const directory::v1::Event& event, State& state,
                          std::set<TopicKey>* changed);
-  static void Answer(const State& state, const TopicKey& key,
-                     wire::v1::LookupResult* result);
+  static void Answer(const State& state, const TopicKey& key, wire::v1::LookupResult* result);
 
   mutable absl::Mutex mu_;
   State state_ ABSL_GUARDED_BY(mu_);

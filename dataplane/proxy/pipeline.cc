@@ -71,10 +71,14 @@ absl::string_view AsView(const zmq::message_t& frame) {
 
 v1::Kind RequestKind(Pattern pattern) {
   switch (pattern) {
-    case Pattern::kCall: return v1::KIND_CALL;
-    case Pattern::kFanout: return v1::KIND_FANOUT;
-    case Pattern::kNotify: return v1::KIND_NOTIFY;
-    case Pattern::kCast: return v1::KIND_CAST;
+    case Pattern::kCall:
+      return v1::KIND_CALL;
+    case Pattern::kFanout:
+      return v1::KIND_FANOUT;
+    case Pattern::kNotify:
+      return v1::KIND_NOTIFY;
+    case Pattern::kCast:
+      return v1::KIND_CAST;
   }
   return v1::KIND_UNSPECIFIED;
 }
@@ -92,25 +96,38 @@ DropReason ReasonOf(const wire::Decoded& decoded) {
 
 absl::string_view PatternName(Pattern pattern) {
   switch (pattern) {
-    case Pattern::kCall: return "call";
-    case Pattern::kFanout: return "fanout";
-    case Pattern::kNotify: return "notify";
-    case Pattern::kCast: return "cast";
+    case Pattern::kCall:
+      return "call";
+    case Pattern::kFanout:
+      return "fanout";
+    case Pattern::kNotify:
+      return "notify";
+    case Pattern::kCast:
+      return "cast";
   }
   return "unknown";
 }
 
 absl::string_view DropReasonName(DropReason reason) {
   switch (reason) {
-    case DropReason::kBadFrameCount: return "bad_frame_count";
-    case DropReason::kBadHeader: return "bad_header";
-    case DropReason::kBadVersion: return "bad_version";
-    case DropReason::kBadKind: return "bad_kind";
-    case DropReason::kTooLarge: return "too_large";
-    case DropReason::kNoSuchTarget: return "no_such_target";
-    case DropReason::kOverloaded: return "overloaded";
-    case DropReason::kRouteGone: return "route_gone";
-    case DropReason::kSendFailed: return "send_failed";
+    case DropReason::kBadFrameCount:
+      return "bad_frame_count";
+    case DropReason::kBadHeader:
+      return "bad_header";
+    case DropReason::kBadVersion:
+      return "bad_version";
+    case DropReason::kBadKind:
+      return "bad_kind";
+    case DropReason::kTooLarge:
+      return "too_large";
+    case DropReason::kNoSuchTarget:
+      return "no_such_target";
+    case DropReason::kOverloaded:
+      return "overloaded";
+    case DropReason::kRouteGone:
+      return "route_gone";
+    case DropReason::kSendFailed:
+      return "send_failed";
   }
   return "unknown";
 }
@@ -158,15 +175,20 @@ class Pipeline::Loop {
     const LocalTable::Instances* instances = nullptr;
     switch (p_.options_.pattern) {
       case Pattern::kCall:
-      case Pattern::kCast: instances = table_->RpcServers(key_); break;
-      case Pattern::kFanout: instances = table_->FanoutMembers(key_); break;
-      case Pattern::kNotify: instances = table_->Listeners(key_); break;
+      case Pattern::kCast:
+        instances = table_->RpcServers(key_);
+        break;
+      case Pattern::kFanout:
+        instances = table_->FanoutMembers(key_);
+        break;
+      case Pattern::kNotify:
+        instances = table_->Listeners(key_);
+        break;
     }
     if (instances == nullptr && fanout) {
       // A FANOUT is never answered except for a bad message (docs/wire-protocol.md).
-      Drop(DropReason::kNoSuchTarget,
-           absl::StrCat("FANOUT for ", target.exchange(), "/", target.topic(),
-                        " with no local instance"));
+      Drop(DropReason::kNoSuchTarget, absl::StrCat("FANOUT for ", target.exchange(), "/",
+                                                   target.topic(), " with no local instance"));
       return true;
     }
     if (instances == nullptr) {
@@ -217,10 +239,9 @@ class Pipeline::Loop {
       return true;
     }
     const v1::Kind kind = decoded.header.kind();
-    const bool answer_ok =
-        (p_.options_.pattern == Pattern::kCall &&
-         (kind == v1::KIND_REPLY || kind == v1::KIND_HEARTBEAT)) ||
-        (p_.options_.pattern != Pattern::kCall && kind == v1::KIND_ACK);
+    const bool answer_ok = (p_.options_.pattern == Pattern::kCall &&
+                            (kind == v1::KIND_REPLY || kind == v1::KIND_HEARTBEAT)) ||
+                           (p_.options_.pattern != Pattern::kCall && kind == v1::KIND_ACK);
     if (!answer_ok) {
       Drop(DropReason::kBadKind, absl::StrCat("local ", wire::KindName(kind), " on the ",
                                               PatternName(p_.options_.pattern), " socket"));
@@ -291,9 +312,8 @@ class Pipeline::Loop {
     Drop(reason, detail);
     if (!decoded.header_readable) return;
     const v1::Kind kind = decoded.header.kind();
-    const bool answerable =
-        kind == v1::KIND_CALL || kind == v1::KIND_CAST || kind == v1::KIND_FANOUT ||
-        kind == v1::KIND_NOTIFY;
+    const bool answerable = kind == v1::KIND_CALL || kind == v1::KIND_CAST ||
+                            kind == v1::KIND_FANOUT || kind == v1::KIND_NOTIFY;
     if (!answerable) return;
     v1::Header refusal;
     refusal.set_kind(p_.options_.pattern == Pattern::kCall ? v1::KIND_REPLY : v1::KIND_ACK);
@@ -374,8 +394,8 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(zmq::context_t& conte
   return pipeline;
 }
 
-Pipeline::Pipeline(zmq::context_t& context, PipelineOptions options,
-                   const LocalTableHolder& table, PipelineStats& stats)
+Pipeline::Pipeline(zmq::context_t& context, PipelineOptions options, const LocalTableHolder& table,
+                   PipelineStats& stats)
     : options_(std::move(options)),
       table_(table),
       stats_(stats),
@@ -387,7 +407,9 @@ Pipeline::~Pipeline() {
   if (stop_fd_ >= 0) close(stop_fd_);
 }
 
-void Pipeline::Start() { thread_ = std::thread([this] { Run(); }); }
+void Pipeline::Start() {
+  thread_ = std::thread([this] { Run(); });
+}
 
 void Pipeline::Stop() {
   if (stop_fd_ >= 0) {

@@ -46,8 +46,8 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options) {
         absl::StrCat("opening ", lock_path, ": ", std::strerror(errno)));
   }
   if (flock(proxy->lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "another zmesh-proxy uses the IPC dir ", o.ipc_dir, " (", lock_path, " is locked)"));
+    return absl::FailedPreconditionError(absl::StrCat("another zmesh-proxy uses the IPC dir ",
+                                                      o.ipc_dir, " (", lock_path, " is locked)"));
   }
   proxy->owns_ipc_dir_ = true;
 
@@ -58,17 +58,16 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options) {
     PipelineOptions pipeline;
     pipeline.pattern = pattern;
     const bool v6 = absl::StrContains(o.bind, ':');
-    pipeline.tcp_endpoint = absl::StrCat("tcp://", v6 ? "[" : "", o.bind, v6 ? "]" : "", ":",
-                                         ports[i]);
+    pipeline.tcp_endpoint =
+        absl::StrCat("tcp://", v6 ? "[" : "", o.bind, v6 ? "]" : "", ":", ports[i]);
     absl::StatusOr<std::string> ipc = wire::IpcEndpoint(o.ipc_dir, PatternName(pattern));
     if (!ipc.ok()) return ipc.status();
     pipeline.ipc_endpoint = *ipc;
     proxy->ipc_paths_.push_back(ipc->substr(6));
     pipeline.max_payload_bytes = o.max_payload_bytes;
     pipeline.node_name = o.node_name;
-    absl::StatusOr<std::unique_ptr<Pipeline>> created =
-        Pipeline::Create(proxy->context_, std::move(pipeline), proxy->table_,
-                         proxy->stats_.of(pattern));
+    absl::StatusOr<std::unique_ptr<Pipeline>> created = Pipeline::Create(
+        proxy->context_, std::move(pipeline), proxy->table_, proxy->stats_.of(pattern));
     if (!created.ok()) return created.status();
     proxy->pipelines_[i] = *std::move(created);
   }
@@ -83,8 +82,8 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options) {
   control.max_payload_bytes = o.max_payload_bytes;
   control.ping_interval_ms = o.ping_interval_ms;
   control.instance_timeout_ms = o.instance_timeout_ms;
-  absl::StatusOr<std::unique_ptr<ControlServer>> server = ControlServer::Create(
-      proxy->context_, control, proxy->table_, proxy->mirror_, proxy->stats_);
+  absl::StatusOr<std::unique_ptr<ControlServer>> server =
+      ControlServer::Create(proxy->context_, control, proxy->table_, proxy->mirror_, proxy->stats_);
   if (!server.ok()) return server.status();
   proxy->control_ = *std::move(server);
 
@@ -119,11 +118,10 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options) {
 
   for (auto& pipeline : proxy->pipelines_) pipeline->Start();
   proxy->control_->Start();
-  ZLOG_INFO(
-      "zmesh-proxy %s up: call=%d fanout=%d notify=%d cast=%d on %s, ipc %s, incarnation %s",
-      o.node_name, proxy->port(Pattern::kCall), proxy->port(Pattern::kFanout),
-      proxy->port(Pattern::kNotify), proxy->port(Pattern::kCast), o.bind, o.ipc_dir,
-      proxy->incarnation_);
+  ZLOG_INFO("zmesh-proxy %s up: call=%d fanout=%d notify=%d cast=%d on %s, ipc %s, incarnation %s",
+            o.node_name, proxy->port(Pattern::kCall), proxy->port(Pattern::kFanout),
+            proxy->port(Pattern::kNotify), proxy->port(Pattern::kCast), o.bind, o.ipc_dir,
+            proxy->incarnation_);
   return proxy;
 }
 

@@ -76,8 +76,8 @@ class Proxy {
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<DirectoryLink> link_;
   std::vector<std::string> ipc_paths_;  // socket files to remove on stop
-  int lock_fd_ = -1;  // flock on IPC_DIR/proxy.lock, held while running
-  bool owns_ipc_dir_ = false;  // the lock is ours
+  int lock_fd_ = -1;                    // flock on IPC_DIR/proxy.lock, held while running
+  bool owns_ipc_dir_ = false;           // the lock is ours
   bool stopped_ = false;
 };
 

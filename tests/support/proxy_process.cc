@@ -71,19 +71,31 @@ absl::Status ProxyProcess::Launch() {
 
   // A restart reuses the ports of the first launch, so peers that know the node still reach it.
   const bool relaunch = call_port_ != 0;
-  auto port_arg = [&](int given, int actual) {
-    return std::to_string(relaunch ? actual : given);
-  };
+  auto port_arg = [&](int given, int actual) { return std::to_string(relaunch ? actual : given); };
   std::vector<std::string> argv = options_.command_prefix;
-  argv.insert(argv.end(),
-              {BinPath("zmesh-proxy"), "--directory", options_.directory, "--node-name",
-               options_.node_name, "--advertise-host", options_.advertise_host, "--bind",
-               options_.bind, "--ipc-dir", options_.ipc_dir, "--call-port",
-               port_arg(options_.call_port, call_port_), "--fanout-port",
-               port_arg(options_.fanout_port, fanout_port_), "--notify-port",
-               port_arg(options_.notify_port, notify_port_), "--cast-port",
-               port_arg(options_.cast_port, cast_port_), "--lease-ttl-ms",
-               std::to_string(options_.lease_ttl_ms), "--ready-file", ready_path_});
+  argv.insert(argv.end(), {BinPath("zmesh-proxy"),
+                           "--directory",
+                           options_.directory,
+                           "--node-name",
+                           options_.node_name,
+                           "--advertise-host",
+                           options_.advertise_host,
+                           "--bind",
+                           options_.bind,
+                           "--ipc-dir",
+                           options_.ipc_dir,
+                           "--call-port",
+                           port_arg(options_.call_port, call_port_),
+                           "--fanout-port",
+                           port_arg(options_.fanout_port, fanout_port_),
+                           "--notify-port",
+                           port_arg(options_.notify_port, notify_port_),
+                           "--cast-port",
+                           port_arg(options_.cast_port, cast_port_),
+                           "--lease-ttl-ms",
+                           std::to_string(options_.lease_ttl_ms),
+                           "--ready-file",
+                           ready_path_});
   if (options_.instance_timeout_ms > 0) {
     argv.push_back("--instance-timeout-ms");
     argv.push_back(std::to_string(options_.instance_timeout_ms));
@@ -115,9 +127,9 @@ absl::Status ProxyProcess::Launch() {
   }
   if (!ready) {
     Kill();
-    return absl::DeadlineExceededError(absl::StrCat("zmesh-proxy not ready after ",
-                                                    kReadyTimeoutMs, " ms; log ", log_path_,
-                                                    ":\n", TailFile(log_path_)));
+    return absl::DeadlineExceededError(absl::StrCat("zmesh-proxy not ready after ", kReadyTimeoutMs,
+                                                    " ms; log ", log_path_, ":\n",
+                                                    TailFile(log_path_)));
   }
   call_port_ = call;
   fanout_port_ = fanout;

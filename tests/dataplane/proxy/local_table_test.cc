@@ -18,8 +18,7 @@ TEST(LocalTableTest, RpcServerIsFoundByItsTargetOnly) {
   LocalTable table;
   table.AddRpcServer("openstack", "compute", "host-1", "i1");
   ASSERT_NE(table.RpcServers(Key("openstack", "compute", "host-1")), nullptr);
-  EXPECT_EQ(*table.RpcServers(Key("openstack", "compute", "host-1")),
-            LocalTable::Instances{"i1"});
+  EXPECT_EQ(*table.RpcServers(Key("openstack", "compute", "host-1")), LocalTable::Instances{"i1"});
   EXPECT_EQ(table.RpcServers(Key("openstack", "compute", "host-2")), nullptr);
   EXPECT_EQ(table.RpcServers(Key("other", "compute", "host-1")), nullptr);
   // Fields cannot run into each other: "a" + "bc" is not "ab" + "c".

@@ -77,10 +77,10 @@ TEST(MirrorTest, RegistrationsAreAnsweredWithTheirNodesInOrder) {
 
 TEST(MirrorTest, DeletesAndNodeChangesAreReportedForTheTopicsTheyTouch) {
   Mirror mirror;
-  mirror.Apply(Changes(3, {NodeEvent(kPut, "n1", 1), NodeEvent(kPut, "n2", 2),
-                           RegEvent(kPut, "compute", "a", "n1"),
-                           RegEvent(kPut, "network", "b", "n2")}),
-               false);
+  mirror.Apply(
+      Changes(3, {NodeEvent(kPut, "n1", 1), NodeEvent(kPut, "n2", 2),
+                  RegEvent(kPut, "compute", "a", "n1"), RegEvent(kPut, "network", "b", "n2")}),
+      false);
   EXPECT_EQ(mirror.Apply(Changes(4, {RegEvent(kDelete, "compute", "a", "n1")}), false),
             (std::vector<TopicKey>{{"openstack", "compute"}}));
   EXPECT_EQ(mirror.Lookup("openstack", "compute").endpoints_size(), 0);
@@ -98,16 +98,17 @@ TEST(MirrorTest, DeletesAndNodeChangesAreReportedForTheTopicsTheyTouch) {
 
 TEST(MirrorTest, SnapshotReplacesTheViewAndReportsOnlyWhatDiffers) {
   Mirror mirror;
-  mirror.Apply(Changes(3, {NodeEvent(kPut, "n1", 1), RegEvent(kPut, "compute", "a", "n1"),
-                           RegEvent(kPut, "network", "b", "n1"),
-                           RegEvent(kPut, "image", "c", "n1")}),
-               false);
+  mirror.Apply(
+      Changes(3, {NodeEvent(kPut, "n1", 1), RegEvent(kPut, "compute", "a", "n1"),
+                  RegEvent(kPut, "network", "b", "n1"), RegEvent(kPut, "image", "c", "n1")}),
+      false);
   // A snapshot in two messages: nothing happens before its end.
-  EXPECT_TRUE(mirror
-                  .Apply(Snapshot(9, {NodeEvent(kPut, "n1", 1), RegEvent(kPut, "compute", "a", "n1")},
-                                  false),
-                         true)
-                  .empty());
+  EXPECT_TRUE(
+      mirror
+          .Apply(
+              Snapshot(9, {NodeEvent(kPut, "n1", 1), RegEvent(kPut, "compute", "a", "n1")}, false),
+              true)
+          .empty());
   EXPECT_EQ(mirror.Lookup("openstack", "network").endpoints_size(), 1);
   EXPECT_EQ(mirror.revision(), 3);
   std::vector<TopicKey> changed = mirror.Apply(
@@ -115,9 +116,9 @@ TEST(MirrorTest, SnapshotReplacesTheViewAndReportsOnlyWhatDiffers) {
                true),
       false);
   // compute is unchanged; network changed server; image went away; volume is new.
-  EXPECT_EQ(changed, (std::vector<TopicKey>{{"openstack", "image"},
-                                            {"openstack", "network"},
-                                            {"openstack", "volume"}}));
+  EXPECT_EQ(changed,
+            (std::vector<TopicKey>{
+                {"openstack", "image"}, {"openstack", "network"}, {"openstack", "volume"}}));
   EXPECT_EQ(mirror.Lookup("openstack", "image").endpoints_size(), 0);
   EXPECT_EQ(mirror.Lookup("openstack", "network").endpoints(0).registration().server(), "b2");
   EXPECT_EQ(mirror.revision(), 9);

@@ -122,9 +122,9 @@ TEST_F(PipelineTest, HeartbeatsTravelBackLikeReplies) {
   v1::Header heartbeat;
   heartbeat.set_kind(v1::KIND_HEARTBEAT);
   heartbeat.set_message_id(4);
-  ASSERT_TRUE(SendStrings(instance->data(Pattern::kCall),
-                          {(*call)[0], wire::EncodeHeader(heartbeat), ""})
-                  .ok());
+  ASSERT_TRUE(
+      SendStrings(instance->data(Pattern::kCall), {(*call)[0], wire::EncodeHeader(heartbeat), ""})
+          .ok());
   auto got = caller.Receive(kWaitMs);
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->first.kind(), v1::KIND_HEARTBEAT);
@@ -267,11 +267,14 @@ TEST_F(PipelineTest, RandomInputOnEveryPortNeverStopsThePipelines) {
     ++sent;
   }
   int64_t received = 0;
-  ASSERT_TRUE(::zmesh::testing::Eventually([&] {
-    received = 0;
-    for (int i = 0; i < kPatternCount; ++i) received += stats(static_cast<Pattern>(i)).received;
-    return received == sent;
-  }, kWaitMs)) << received << " of " << sent;
+  ASSERT_TRUE(::zmesh::testing::Eventually(
+      [&] {
+        received = 0;
+        for (int i = 0; i < kPatternCount; ++i) received += stats(static_cast<Pattern>(i)).received;
+        return received == sent;
+      },
+      kWaitMs))
+      << received << " of " << sent;
   // Whatever reached the instance, the CALL pipeline still delivers and answers a good call
   // (mutated headers may have made valid calls too: skip them).
   NetworkPeer caller(context_, port(Pattern::kCall));
@@ -284,9 +287,9 @@ TEST_F(PipelineTest, RandomInputOnEveryPortNeverStopsThePipelines) {
   v1::Header answer;
   answer.set_kind(v1::KIND_REPLY);
   answer.set_message_id(99);
-  ASSERT_TRUE(SendStrings(instance->data(Pattern::kCall),
-                          {(*call)[0], wire::EncodeHeader(answer), "ok"})
-                  .ok());
+  ASSERT_TRUE(
+      SendStrings(instance->data(Pattern::kCall), {(*call)[0], wire::EncodeHeader(answer), "ok"})
+          .ok());
   auto reply = caller.Receive(kWaitMs);
   ASSERT_TRUE(reply.has_value());
   EXPECT_EQ(reply->first.message_id(), 99u);

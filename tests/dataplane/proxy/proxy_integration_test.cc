@@ -77,8 +77,7 @@ class ProxyIntegrationTest : public ::testing::Test {
   }
 
   // A local instance that said hello, attached and announced (topic, server).
-  std::unique_ptr<FakeInstance> ServingInstance(const ProxyProcess& proxy,
-                                                const std::string& topic,
+  std::unique_ptr<FakeInstance> ServingInstance(const ProxyProcess& proxy, const std::string& topic,
                                                 const std::string& server) {
     auto instance = std::make_unique<FakeInstance>(context_, proxy.ipc_dir());
     auto welcome = instance->Hello();
@@ -164,12 +163,14 @@ TEST_F(ProxyIntegrationTest, LookupSeesRegistrationsOfOtherNodesAndPushesChanges
   std::unique_ptr<FakeInstance> server = ServingInstance(*b, "compute", "host-b");
   // The change reaches the subscriber as a push while it keeps pinging.
   std::optional<v1::LocalResponse> update;
-  ASSERT_TRUE(Eventually([&] {
-    (void)client.Ping();
-    (void)server->Ping();
-    update = client.NextPush(50);
-    return update.has_value();
-  }, 5000));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        (void)client.Ping();
+        (void)server->Ping();
+        update = client.NextPush(50);
+        return update.has_value();
+      },
+      5000));
   ASSERT_EQ(update->update().endpoints_size(), 1);
   EXPECT_EQ(update->update().endpoints(0).node().name(), "node-b");
   EXPECT_EQ(static_cast<int>(update->update().endpoints(0).node().call_port()), b->call_port());
@@ -297,10 +298,12 @@ TEST_F(ProxyIntegrationTest, PendingAnnounceIsRegisteredWhenTheDirectoryIsBack) 
   auto back = DirectoryProcess::Start(data_dir, {"--listen", address});
   ASSERT_TRUE(back.ok()) << back.status();
   directory_ = *std::move(back);
-  EXPECT_TRUE(Eventually([&] {
-    (void)instance.Ping();
-    return RegistrationsOf("node-a").size() == 1;
-  }, 10000));
+  EXPECT_TRUE(Eventually(
+      [&] {
+        (void)instance.Ping();
+        return RegistrationsOf("node-a").size() == 1;
+      },
+      10000));
   ASSERT_TRUE(proxy->Stop().ok());
 }
 
@@ -317,13 +320,15 @@ TEST_F(ProxyIntegrationTest, LostLeaseIsReplacedAndEverythingRegisteredAgain) {
   ASSERT_TRUE(client_->Revoke(revoke).ok());
   EXPECT_FALSE(NodeExists("node-a"));
   int64_t new_lease = 0;
-  EXPECT_TRUE(Eventually([&] {
-    (void)instance->Ping();
-    auto after = client_->GetNode(get);
-    if (!after.ok() || after->registrations_size() != 1) return false;
-    new_lease = after->node().lease_id();
-    return true;
-  }, 8000));
+  EXPECT_TRUE(Eventually(
+      [&] {
+        (void)instance->Ping();
+        auto after = client_->GetNode(get);
+        if (!after.ok() || after->registrations_size() != 1) return false;
+        new_lease = after->node().lease_id();
+        return true;
+      },
+      8000));
   EXPECT_NE(new_lease, before->node().lease_id());
   ASSERT_TRUE(proxy->Stop().ok());
 }
@@ -369,12 +374,30 @@ TEST_F(ProxyIntegrationTest, ComesUpWithoutTheDirectoryAndGetsReadyWhenItArrives
   const std::string ipc = tmp_.path() + "/lonely";
   std::filesystem::create_directories(ipc);
   const std::string ready = ipc + "/ready";
-  auto process = ::zmesh::testing::Subprocess::Start(
-      {::zmesh::testing::BinPath("zmesh-proxy"), "--directory", address, "--node-name", "lonely",
-       "--advertise-host", "127.0.0.1", "--bind", "127.0.0.1", "--ipc-dir", ipc, "--call-port",
-       "0", "--fanout-port", "0", "--notify-port", "0", "--cast-port", "0",
-       "--instance-timeout-ms", "5000", "--ready-file", ready},
-      ipc + "/log", ipc + "/log");
+  auto process = ::zmesh::testing::Subprocess::Start({::zmesh::testing::BinPath("zmesh-proxy"),
+                                                      "--directory",
+                                                      address,
+                                                      "--node-name",
+                                                      "lonely",
+                                                      "--advertise-host",
+                                                      "127.0.0.1",
+                                                      "--bind",
+                                                      "127.0.0.1",
+                                                      "--ipc-dir",
+                                                      ipc,
+                                                      "--call-port",
+                                                      "0",
+                                                      "--fanout-port",
+                                                      "0",
+                                                      "--notify-port",
+                                                      "0",
+                                                      "--cast-port",
+                                                      "0",
+                                                      "--instance-timeout-ms",
+                                                      "5000",
+                                                      "--ready-file",
+                                                      ready},
+                                                     ipc + "/log", ipc + "/log");
   ASSERT_TRUE(process.ok()) << process.status();
   FakeInstance instance(context_, ipc);
   ASSERT_TRUE(instance.Hello().ok()) << ::zmesh::testing::TailFile(ipc + "/log");
@@ -387,10 +410,13 @@ TEST_F(ProxyIntegrationTest, ComesUpWithoutTheDirectoryAndGetsReadyWhenItArrives
   auto back = DirectoryProcess::Start(data_dir, {"--listen", address});
   ASSERT_TRUE(back.ok()) << back.status();
   directory_ = *std::move(back);
-  EXPECT_TRUE(Eventually([&] {
-    (void)instance.Ping();
-    return std::filesystem::exists(ready) && RegistrationsOf("lonely").size() == 1;
-  }, 10000)) << ::zmesh::testing::TailFile(ipc + "/log");
+  EXPECT_TRUE(Eventually(
+      [&] {
+        (void)instance.Ping();
+        return std::filesystem::exists(ready) && RegistrationsOf("lonely").size() == 1;
+      },
+      10000))
+      << ::zmesh::testing::TailFile(ipc + "/log");
   (*process)->Signal(SIGTERM);
   auto status = (*process)->Wait(10000);
   ASSERT_TRUE(status.ok());

@@ -157,7 +157,8 @@ absl::Status FakeInstance::Attach(int64_t timeout_ms) {
   }
   for (int i = 0; i < 4; ++i) {
     std::optional<Frames> got = ReceiveWithin(data_[i], timeout_ms);
-    if (!got.has_value()) return absl::DeadlineExceededError(absl::StrCat("no ATTACHED on ", kNames[i]));
+    if (!got.has_value())
+      return absl::DeadlineExceededError(absl::StrCat("no ATTACHED on ", kNames[i]));
     v1::Header h;
     if (got->size() != 2 || !h.ParseFromString((*got)[0]) || h.kind() != v1::KIND_ATTACHED) {
       return absl::InternalError(absl::StrCat("unexpected answer to ATTACH on ", kNames[i]));
