@@ -373,6 +373,10 @@ void ControlServer::AnswerLookup(const std::string& instance, uint64_t seq,
   auto it = instances_.find(instance);
   if (it == instances_.end()) return;
   int64_t& sent = it->second.subscriptions[TopicKey(result.exchange(), result.topic())];
+  if (result.revision() < sent) {
+    // A push newer than this answer went out while it was on its way: never step back.
+    result = mirror_.Lookup(result.exchange(), result.topic());
+  }
   sent = std::max(sent, result.revision());
   v1::LocalResponse response;
   response.set_seq(seq);

@@ -290,6 +290,36 @@ TEST_F(ControlServerTest, FreshLookupAsksTheDirectoryAndFallsBackToTheMirror) {
   EXPECT_FALSE(instance->NextPush(100).has_value());
 }
 
+TEST_F(ControlServerTest, LookupAnswerNeverStepsBehindAPushAlreadySent) {
+  MirrorHas(5, "compute", "host-1");
+  auto instance = Hello();
+  ASSERT_TRUE(instance->Lookup("compute", /*fresh=*/false).ok());
+  v1::LocalRequest request;
+  request.set_seq(600);
+  request.mutable_lookup()->set_exchange("openstack");
+  request.mutable_lookup()->set_topic("compute");
+  request.mutable_lookup()->set_fresh(true);
+  ASSERT_TRUE(instance->Post(request).ok());
+  ASSERT_TRUE(Eventually([&] { return directory_.lookups().size() == 1; }, 2000));
+  MirrorHas(7, "compute", "host-2");
+  auto push = instance->NextPush(2000);
+  ASSERT_TRUE(push.has_value());
+  EXPECT_EQ(push->update().revision(), 7);
+  // The directory's answer was read before the push's change.
+  v1::LookupResult stale;
+  stale.set_exchange("openstack");
+  stale.set_topic("compute");
+  stale.set_revision(6);
+  server_->PostLookup(directory_.lookups()[0], stale);
+  auto answer = testing::ReceiveWithin(instance->control(), 2000);
+  ASSERT_TRUE(answer.has_value());
+  v1::LocalResponse response;
+  ASSERT_TRUE(response.ParseFromString((*answer)[0]));
+  EXPECT_EQ(response.seq(), 600u);
+  EXPECT_EQ(response.lookup().revision(), 7);
+  EXPECT_EQ(response.lookup().endpoints_size(), 2);
+}
+
 TEST_F(ControlServerTest, GarbageOnTheControlSocketIsCounted) {
   FakeInstance instance(context_, dir_.path());
   ASSERT_TRUE(testing::SendStrings(instance.control(), {"\xff\xff\xff"}).ok());
