@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -33,11 +34,15 @@ constexpr int64_t kOneWayTimeoutMs = 30000;
 constexpr size_t kMaxWaitingPerPair = 10000;
 constexpr int64_t kAttachRetryMs = 300;
 constexpr int64_t kLookupRetryMs = 200;
+constexpr int64_t kWithdrawWaitMs = 1000;
 // Messages read from one socket per poll round (fairness between sockets).
 constexpr int kReadBatch = 256;
 // Payloads at least this large are sent without copying (zmq_msg_init_data).
 constexpr size_t kZeroCopyBytes = 1024;
 constexpr int kFlushLingerMs = 1000;
+// Poll item kinds (see Engine::poll_kinds_): peer sockets, then their monitors.
+constexpr int kPeerKind = 100;
+constexpr int kMonitorKind = 1000000;
 
 Pattern PatternOf(v1::Kind kind) {
   switch (kind) {
@@ -207,8 +212,13 @@ void Engine::RebuildPollItems() {
   for (auto& [name, peer] : peers_) {
     for (int p = 0; p < kPatterns; ++p) {
       if (peer->sockets[p] == nullptr) continue;
+      const int code = static_cast<int>(poll_peers_.size()) * kPatterns + p;
       poll_items_.push_back({peer->sockets[p]->handle(), 0, ZMQ_POLLIN, 0});
-      poll_kinds_.push_back(100 + static_cast<int>(poll_peers_.size()) * kPatterns + p);
+      poll_kinds_.push_back(kPeerKind + code);
+      if (peer->monitors[p] != nullptr) {
+        poll_items_.push_back({peer->monitors[p]->handle(), 0, ZMQ_POLLIN, 0});
+        poll_kinds_.push_back(kMonitorKind + code);
+      }
     }
     poll_peers_.push_back(peer.get());
   }
@@ -224,9 +234,9 @@ void Engine::Loop() {
     if (poll_dirty_) RebuildPollItems();
     for (size_t i = 0; i < poll_items_.size(); ++i) {
       const int kind = poll_kinds_[i];
-      if (kind < 100) continue;
-      const int p = (kind - 100) % kPatterns;
-      Peer* peer = poll_peers_[(kind - 100) / kPatterns];
+      if (kind < kPeerKind || kind >= kMonitorKind) continue;
+      const int p = (kind - kPeerKind) % kPatterns;
+      Peer* peer = poll_peers_[(kind - kPeerKind) / kPatterns];
       poll_items_[i].events =
           peer->blocked[p].empty() ? ZMQ_POLLIN : static_cast<short>(ZMQ_POLLIN | ZMQ_POLLOUT);
     }
@@ -248,15 +258,25 @@ void Engine::Loop() {
           if (!frames) break;
           if (frames->size() == 1) OnControl((*frames)[0]);
         }
-      } else if (kind < 100) {
+      } else if (kind >= kMonitorKind) {
+        const int p = (kind - kMonitorKind) % kPatterns;
+        Peer* peer = poll_peers_[(kind - kMonitorKind) / kPatterns];
+        for (int n = 0; n < kReadBatch && !stop_; ++n) {
+          if (peer->monitors[p] == nullptr) break;
+          std::optional<std::vector<zmq::message_t>> frames =
+              wire::ReceiveFrames(*peer->monitors[p]);
+          if (!frames) break;
+          OnMonitorEvent(*peer, p, *frames);
+        }
+      } else if (kind < kPeerKind) {
         for (int n = 0; n < kReadBatch && !stop_; ++n) {
           std::optional<std::vector<zmq::message_t>> frames = wire::ReceiveFrames(*data_[kind]);
           if (!frames) break;
           OnLocalData(kind, *frames);
         }
       } else {
-        const int p = (kind - 100) % kPatterns;
-        Peer* peer = poll_peers_[(kind - 100) / kPatterns];
+        const int p = (kind - kPeerKind) % kPatterns;
+        Peer* peer = poll_peers_[(kind - kPeerKind) / kPatterns];
         if ((revents & ZMQ_POLLIN) != 0) {
           for (int n = 0; n < kReadBatch && !stop_; ++n) {
             if (peer->sockets[p] == nullptr) break;
@@ -578,30 +598,11 @@ void Engine::OnLookup(const v1::LookupResult& result, bool fresh, bool is_update
   pair.revision = result.revision();
   pair.resolved = true;
   pair.fresh_answer = fresh || is_update;
-  CheckLostMembers(key, pair);
   std::deque<uint64_t> waiting;
   waiting.swap(pairs_[key].waiting);
   for (uint64_t id : waiting) {
     auto op = ops_.find(id);
     if (op != ops_.end() && op->second->state == OpState::kWaiting) Drive(*op->second);
-  }
-}
-
-void Engine::CheckLostMembers(const PairKey& key, PairState& pair) {
-  std::vector<uint64_t> lost;
-  for (auto& [id, op] : ops_) {
-    if (op->pair != key || op->state != OpState::kInFlight || !op->server.empty()) continue;
-    const bool watched =
-        (op->kind == OpKind::kCall && !op->heard) || (op->kind == OpKind::kCast && op->acknowledged);
-    if (!watched) continue;
-    if (!pair.set.HasRpcServer(op->chosen.node, op->chosen.server)) lost.push_back(id);
-  }
-  for (uint64_t id : lost) {
-    auto it = ops_.find(id);
-    if (it == ops_.end()) continue;
-    ZLOG_INFO("libzmesh: %s/%s left %s: resending message %d", it->second->chosen.node,
-              it->second->chosen.server, PairName(key), id);
-    ResendToNext(*it->second, /*count_retry=*/true);
   }
 }
 
@@ -665,9 +666,16 @@ void Engine::Withdraw(dv1::Registration registration, Sink* sink, StatusDone don
     }
     v1::LocalRequest request;
     *request.mutable_withdraw()->mutable_registration() = registration;
+    // Once the proxy confirmed, or after kWithdrawWaitMs when it does not answer (it is gone:
+    // then it withdraws everything of ours anyway). Nothing reaches the sink meanwhile.
     auto shared = std::make_shared<StatusDone>(std::move(done));
     SendControlRequest(std::move(request), [shared](const v1::LocalResponse&) {
-      std::move (*shared)(absl::OkStatus());
+      if (*shared) std::move (*shared)(absl::OkStatus());
+      *shared = nullptr;
+    });
+    timers_.Add(NowMs() + kWithdrawWaitMs, [shared] {
+      if (*shared) std::move (*shared)(absl::OkStatus());
+      *shared = nullptr;
     });
   });
 }
@@ -965,7 +973,21 @@ void Engine::Drive(Op& op) {
   if (op.kind == OpKind::kNotify) {
     member = pair.rr.PickInPool(pair.set, op.pool, op.refused);
   } else if (op.server.empty()) {
-    member = pair.rr.PickGroup(pair.set, op.refused);
+    if (peers_down_ > 0) {
+      std::set<MemberKey> excluded =
+          DownMembers(pair, op.kind == OpKind::kCall ? Pattern::kCall : Pattern::kCast);
+      const bool some_down = !excluded.empty();
+      excluded.insert(op.refused.begin(), op.refused.end());
+      member = pair.rr.PickGroup(pair.set, excluded);
+      if (member == nullptr && some_down) {
+        // Every live member is on a node we lost: wait for it to come back or leave the cache.
+        op.retry_ms = NowMs() + kRefusalBackoffMs;
+        ArmTimer(op);
+        return;
+      }
+    } else {
+      member = pair.rr.PickGroup(pair.set, op.refused);
+    }
   } else {
     member = pair.rr.PickServer(pair.set, op.server);
   }
@@ -1010,6 +1032,9 @@ zmq::socket_t* Engine::PeerSocket(const NodeAddress& address, Pattern pattern, P
   if (peer->sockets[p] != nullptr) {
     ZLOG_INFO("libzmesh: node %s moved to %s", address.name, endpoint);
     closed_sockets_.push_back(std::move(peer->sockets[p]));
+    if (peer->monitors[p] != nullptr) closed_sockets_.push_back(std::move(peer->monitors[p]));
+    if (!peer->up[p]) --peers_down_;
+    peer->up[p] = true;
   }
   try {
     auto socket = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
@@ -1021,6 +1046,20 @@ zmq::socket_t* Engine::PeerSocket(const NodeAddress& address, Pattern pattern, P
     }
     socket->set(zmq::sockopt::sndhwm, static_cast<int>(std::min<int64_t>(
                                           options_.max_queued_per_node, 1 << 30)));
+    // Connection events (before connecting, so none is missed).
+    const std::string monitor_endpoint =
+        absl::StrCat("inproc://zmesh-monitor-", next_monitor_++);
+    if (zmq_socket_monitor(socket->handle(), monitor_endpoint.c_str(),
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                               ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED) == 0) {
+      auto monitor = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+      monitor->set(zmq::sockopt::linger, 0);
+      monitor->connect(monitor_endpoint);
+      peer->monitors[p] = std::move(monitor);
+    } else {
+      ZLOG_WARNING("libzmesh: no connection monitor for %s: %s", endpoint,
+                   zmq_strerror(zmq_errno()));
+    }
     socket->connect(endpoint);
     peer->sockets[p] = std::move(socket);
     peer->endpoints[p] = std::move(endpoint);
@@ -1383,6 +1422,55 @@ void Engine::OnPeerData(Peer& peer, int index, std::vector<zmq::message_t>& fram
   } else if (op.state == OpState::kLingering) {
     Erase(op.id);
   }
+}
+
+void Engine::OnMonitorEvent(Peer& peer, int index, std::vector<zmq::message_t>& frames) {
+  if (frames.empty() || frames[0].size() < sizeof(uint16_t)) return;
+  uint16_t event = 0;
+  std::memcpy(&event, frames[0].data(), sizeof(event));
+  if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECT_RETRIED) {
+    if (!peer.up[index]) return;
+    peer.up[index] = false;
+    ++peers_down_;
+    ZLOG_INFO("libzmesh: lost the %s connection to node %s (%s)", kDataSocketNames[index],
+              peer.address.name, event == ZMQ_EVENT_DISCONNECTED ? "disconnected" : "no answer");
+    OnPeerDown(peer, index);
+  } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED || event == ZMQ_EVENT_CONNECTED) {
+    if (peer.up[index]) return;
+    peer.up[index] = true;
+    --peers_down_;
+    ZLOG_INFO("libzmesh: %s connection to node %s is back", kDataSocketNames[index],
+              peer.address.name);
+  }
+}
+
+void Engine::OnPeerDown(Peer& peer, int index) {
+  // The answers of what is in flight on this connection are lost with it.
+  std::vector<uint64_t> lost;
+  for (auto& [id, op] : ops_) {
+    if (op->state != OpState::kInFlight || op->chosen.node != peer.address.name) continue;
+    if (!op->server.empty()) continue;  // a specific server: wait for it until the deadline
+    const bool call = op->kind == OpKind::kCall && index == static_cast<int>(Pattern::kCall);
+    const bool cast = op->kind == OpKind::kCast && op->acknowledged &&
+                      index == static_cast<int>(Pattern::kCast);
+    if (call || cast) lost.push_back(id);
+  }
+  for (uint64_t id : lost) {
+    auto it = ops_.find(id);
+    if (it != ops_.end()) ResendToNext(*it->second, /*count_retry=*/true);
+  }
+}
+
+std::set<MemberKey> Engine::DownMembers(const PairState& pair, Pattern pattern) const {
+  std::set<MemberKey> down;
+  const int p = static_cast<int>(pattern);
+  for (const Member& m : pair.set.rpc_servers()) {
+    auto it = peers_.find(m.node);
+    if (it != peers_.end() && it->second->sockets[p] != nullptr && !it->second->up[p]) {
+      down.insert({m.node, m.server});
+    }
+  }
+  return down;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,12 +7,17 @@
 // Failure handling (docs/wire-protocol.md):
 //  - A group CALL or acknowledged CAST refused by the chosen member (NO_SUCH_TARGET) is resent
 //    to the next member at once (after a short back-off when every member refused).
-//  - A lost peer is detected through the directory: when a lookup update no longer lists the
-//    member a group CALL / acknowledged CAST was sent to (its server withdrew, or its node's lease
-//    expired after the node died), and nothing came back for the message yet, the message is
-//    resent to another member. ZMTP heartbeats (1 s, 3 s timeout) and TCP keepalive close dead
-//    connections; queues toward a peer are bounded by ZMQ_SNDHWM (max_queued_per_node), and a
-//    send that finds the queue full waits for room until its deadline.
+//  - A lost peer is detected on its connection: every peer socket has a zmq_socket_monitor, and
+//    a disconnect (the node's proxy died: its kernel closes the connection at once; or ZMTP
+//    heartbeats, 1 s / 3 s timeout, and TCP keepalive gave up on a silent host) or a failed
+//    connect marks the node's socket down until the next handshake. Answers travel back on the
+//    connection a request came from, so a disconnect loses every answer of the messages in
+//    flight on it: group CALLs and acknowledged CASTs among them are resent to another member at
+//    once, and group sends skip down nodes (the directory drops a dead node only after its
+//    lease TTL). A server that withdraws gracefully is not a lost peer: its running handlers
+//    still answer, and what it refuses is resent. Queues toward a peer are bounded by
+//    ZMQ_SNDHWM (max_queued_per_node); a send that finds the queue full waits for room until
+//    its deadline.
 //  - A CALL to a specific server that is gone keeps waiting (retrying refusals every 100 ms)
 //    until its deadline.
 //  - Plain casts and notifications are kept for a short while after sending (bounded by count
@@ -102,7 +107,8 @@ class Engine {
   // meaning "held until the directory is back", is reported as OK).
   void Announce(::zmesh::directory::v1::Registration registration, Sink* sink, StatusDone done);
   // Stops delivering the registration to `sink` at once and tells the proxy; done runs once the
-  // proxy confirmed (or the engine is closed). Afterwards the engine never touches `sink`.
+  // proxy confirmed, after 1 s without an answer (proxy gone), or at once when the engine is
+  // closed. Afterwards the engine never touches `sink`.
   void Withdraw(::zmesh::directory::v1::Registration registration, Sink* sink, StatusDone done);
 
   // Sends an answer (REPLY, HEARTBEAT, ACK) to the local proxy on `pattern`'s data socket.
@@ -182,8 +188,12 @@ class Engine {
   struct Peer {
     NodeAddress address;
     std::array<std::unique_ptr<zmq::socket_t>, kPatterns> sockets;
+    // PAIR sockets reading each socket's zmq_socket_monitor events (connection up/down).
+    std::array<std::unique_ptr<zmq::socket_t>, kPatterns> monitors;
     std::array<std::string, kPatterns> endpoints;
     std::array<std::deque<uint64_t>, kPatterns> blocked;  // ops waiting for room
+    // False from a disconnect (or a failed connect) until the next handshake.
+    std::array<bool, kPatterns> up{true, true, true, true};
   };
 
   struct RegEntry {
@@ -257,7 +267,10 @@ class Engine {
   void RebuildSinks();
   void Erase(uint64_t id);
   zmq::socket_t* PeerSocket(const NodeAddress& address, Pattern pattern, Peer** peer_out);
-  void CheckLostMembers(const PairKey& key, PairState& pair);
+  void OnMonitorEvent(Peer& peer, int index, std::vector<zmq::message_t>& frames);
+  void OnPeerDown(Peer& peer, int index);
+  // Members of the pair whose node's socket for `pattern` is down (group sends avoid them).
+  std::set<MemberKey> DownMembers(const PairState& pair, Pattern pattern) const;
   void Linger(Op& op);
   void FailAll(const absl::Status& status);
   void CloseOnIoThread();
@@ -316,6 +329,8 @@ class Engine {
   std::map<PairKey, PairState> pairs_;
   std::unordered_map<uint64_t, PairKey> lookup_seqs_;
   std::map<std::string, std::unique_ptr<Peer>> peers_;
+  int peers_down_ = 0;  // peer sockets with up == false
+  uint64_t next_monitor_ = 0;
   std::vector<std::unique_ptr<zmq::socket_t>> closed_sockets_;  // closed at the loop's top
   std::vector<RegEntry> registrations_;
   // (exchange, topic, server) -> sinks of RPC servers; (exchange, topic, name) -> listener.

@@ -373,6 +373,40 @@ TEST_F(TransportIntegrationTest, DrainedNodeGetsNoGroupCallsButStaysReachableByN
   EXPECT_EQ(CallPayload(*client, {"", "compute", "s2"}, "x"), "s2:x");
 }
 
+TEST_F(TransportIntegrationTest, GroupCallFailsOverWhenTheNodeOfItsServerDies) {
+  auto ta = Connect(*node_a_);
+  auto tb = Connect(*node_b_);
+  auto client = Connect(*node_a_);
+  ASSERT_TRUE(ta && tb && client);
+  absl::Notification started;
+  absl::Notification release;
+  auto s1 = EchoServer(*ta, "compute", "s1");
+  auto s2 = Server::Start(*tb, {"", "compute", "s2"}, [&](const Request& r, Responder& responder) {
+    started.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(20));
+    responder.Reply("s2:" + r.payload);
+  });
+  ASSERT_TRUE(s1 && s2.ok());
+  ASSERT_EQ(CallPayload(*client, {"", "compute", ""}, "x"), "s1:x");
+  CallOptions options;
+  options.timeout_ms = 15000;
+  const int64_t start = NowMs();
+  std::future<absl::StatusOr<CallResult>> call =
+      client->CallAsync({"", "compute", ""}, "y", options);  // round-robin: s2
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  node_b_->Kill();
+  absl::StatusOr<CallResult> r = call.get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->payload, "s1:y");
+  EXPECT_LT(NowMs() - start, 3000);  // well before node-b's lease (2 s TTL) could expire
+  EXPECT_EQ(client->stats().calls_retried, 1);
+  // New group calls avoid the lost node at once.
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(CallPayload(*client, {"", "compute", ""}, absl::StrCat(i)), absl::StrCat("s1:", i));
+  }
+  release.Notify();
+}
+
 TEST_F(TransportIntegrationTest, AcknowledgedCastsSurviveAServerStoppingMidStream) {
   auto ta = Connect(*node_a_);
   auto tb = Connect(*node_b_);
