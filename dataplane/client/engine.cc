@@ -27,8 +27,8 @@ constexpr const char* kDataSocketNames[kPatterns] = {"call", "fanout", "notify",
 constexpr int64_t kRefusalBackoffMs = 100;
 // Plain casts and notifications are kept this long after sending, for resends on refusal.
 constexpr int64_t kLingerMs = 2000;
-constexpr size_t kMaxLingering = 10000;
-constexpr int64_t kMaxLingeringBytes = 64 * 1024 * 1024;
+constexpr size_t kMaxLingering = 50000;
+constexpr int64_t kMaxLingeringBytes = 256 * 1024 * 1024;
 // FANOUT/NOTIFY have no timeout option: how long they may wait for a lookup or queue room.
 constexpr int64_t kOneWayTimeoutMs = 30000;
 constexpr size_t kMaxWaitingPerPair = 10000;
@@ -595,6 +595,21 @@ void Engine::OnLookup(const v1::LookupResult& result, bool fresh, bool is_update
   PairState& pair = it->second;
   if (pair.resolved && result.revision() < pair.revision) return;  // older than what we have
   pair.set = EndpointSet::FromLookup(result);
+  {
+    absl::MutexLock lock(&sendable_mu_);
+    auto first = sendable_.lower_bound(std::make_tuple(key.first, key.second, std::string()));
+    auto last = first;
+    while (last != sendable_.end() && std::get<0>(*last) == key.first &&
+           std::get<1>(*last) == key.second) {
+      ++last;
+    }
+    sendable_.erase(first, last);
+    sendable_.emplace(key.first, key.second, "\n");
+    for (const Member& m : pair.set.rpc_servers()) {
+      sendable_.emplace(key.first, key.second, m.server);
+      if (!m.draining) sendable_.emplace(key.first, key.second, "");
+    }
+  }
   pair.revision = result.revision();
   pair.resolved = true;
   pair.fresh_answer = fresh || is_update;
@@ -892,6 +907,34 @@ void Engine::Fanout(Target target, std::string payload, StatusDone done) {
   op->deadline_ms = NowMs() + kOneWayTimeoutMs;
   op->status_done = std::move(done);
   PostOrRun([this, op = std::move(op)]() mutable { Start(std::move(op)); });
+}
+
+bool Engine::TryQueueOneWay(const Target& target, bool fanout, std::string& payload) {
+  {
+    absl::MutexLock lock(&sendable_mu_);
+    if (sendable_.count(std::make_tuple(target.exchange, target.topic,
+                                        fanout ? std::string("\n") : target.server)) == 0) {
+      return false;
+    }
+  }
+  if (one_way_queued_.fetch_add(1) >= options_.max_queued_per_node) {
+    one_way_queued_.fetch_sub(1);
+    return false;
+  }
+  StatusDone done = [this, topic = target.topic](absl::Status status) {
+    one_way_queued_.fetch_sub(1);
+    if (!status.ok() && !absl::IsUnavailable(status)) {
+      ZLOG_WARNING("libzmesh: a one-way message to %s was not sent: %s", topic,
+                   status.ToString());
+    }
+  };
+  if (fanout) {
+    Fanout(target, std::move(payload), std::move(done));
+  } else {
+    CastOptions options;
+    Cast(target, std::move(payload), options, std::move(done));
+  }
+  return true;
 }
 
 void Engine::Notify(std::string exchange, std::string topic, std::string payload,

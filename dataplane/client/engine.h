@@ -99,6 +99,12 @@ class Engine {
   void Call(Target target, std::string payload, CallOptions options, CallDone done);
   void Cast(Target target, std::string payload, CastOptions options, StatusDone done);
   void Fanout(Target target, std::string payload, StatusDone done);
+  // Fast path of an unacknowledged Cast / a Fanout: when the target is known to have a member
+  // (from an earlier lookup) and fewer than max_queued_per_node such messages are still on their
+  // way to a socket, queues the message and returns true at once (it then counts as sent: a
+  // later failure is logged, not returned). Otherwise false, `payload` untouched: use Cast /
+  // Fanout, which wait for the outcome. Any thread.
+  bool TryQueueOneWay(const Target& target, bool fanout, std::string& payload);
   // `topic` is "<topic>.<priority>".
   void Notify(std::string exchange, std::string topic, std::string payload, StatusDone done);
 
@@ -288,6 +294,15 @@ class Engine {
 
   // Runs the callbacks of the async forms (one thread, in order); lives until destruction.
   WorkerPool callbacks_{1};
+
+  // Targets a one-way message can be queued for without waiting (see TryQueueOneWay):
+  // (exchange, topic, server) of every RPC server, (exchange, topic, "") when the group has a
+  // member on a non-draining node, (exchange, topic, "\n") once the pair is resolved (fanout).
+  // Written by the I/O thread on lookup answers. Lock order: mu_ and sendable_mu_ never nest.
+  mutable absl::Mutex sendable_mu_;
+  std::set<std::tuple<std::string, std::string, std::string>> sendable_
+      ABSL_GUARDED_BY(sendable_mu_);
+  std::atomic<int64_t> one_way_queued_{0};  // fast-path messages not yet on a socket
 
   mutable absl::Mutex mu_;  // guards the command queue and the startup outcome
   std::vector<Command> commands_ ABSL_GUARDED_BY(mu_);

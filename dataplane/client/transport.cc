@@ -116,6 +116,11 @@ absl::Status Transport::Cast(const Target& target, std::string payload,
   absl::Status st = t.ok() ? CheckCast(options) : t.status();
   if (st.ok()) st = CheckPayload(payload, engine_->max_payload_bytes());
   if (!st.ok()) return st;
+  if (engine_->closed()) return absl::UnavailableError("transport closed");
+  // Known target and room in the queue: queued is sent (see transport.h).
+  if (!options.acknowledged && engine_->TryQueueOneWay(*t, /*fanout=*/false, payload)) {
+    return absl::OkStatus();
+  }
   std::promise<absl::Status> promise;
   std::future<absl::Status> future = promise.get_future();
   engine_->Cast(std::move(*t), std::move(payload), options,
@@ -144,6 +149,8 @@ absl::Status Transport::Fanout(const Target& target, std::string payload) {
   absl::StatusOr<Target> t = Normalize(target, false);
   if (!t.ok()) return t.status();
   if (absl::Status st = CheckPayload(payload, engine_->max_payload_bytes()); !st.ok()) return st;
+  // No fast path (unlike Cast): a proxy drops FANOUT copies it cannot queue toward an instance
+  // without telling the sender, so the sender must not outrun the receivers.
   std::promise<absl::Status> promise;
   std::future<absl::Status> future = promise.get_future();
   engine_->Fanout(std::move(*t), std::move(payload),

@@ -79,15 +79,19 @@ class Transport {
                  std::function<void(absl::StatusOr<CallResult>)> done);
 
   // CAST: one-way to one server of `target` (same selection as Call). Returns once the message
-  // is queued toward a connected peer, or with options.acknowledged once the server acked it.
-  // Errors: INVALID_ARGUMENT, DEADLINE_EXCEEDED (no target, no room or no ack in time),
-  // UNAVAILABLE when closed.
+  // is queued, or with options.acknowledged once the server acked it. Queued: when the target is
+  // already known to this Transport (an earlier send resolved it) and fewer than
+  // max_queued_per_node one-way messages wait for a socket, at once (the I/O thread sends it;
+  // a refusal by the chosen member resends it to the next one); otherwise once it is in a
+  // peer's send queue. Errors: INVALID_ARGUMENT, DEADLINE_EXCEEDED (no target, no room or no
+  // ack in time), UNAVAILABLE when closed.
   absl::Status Cast(const Target& target, std::string payload, const CastOptions& options = {});
   void CastAsync(const Target& target, std::string payload, const CastOptions& options,
                  std::function<void(absl::Status)> done);
 
   // FANOUT: one-way to every server of (exchange, topic) on every node (draining nodes
   // included). target.server must be empty. OK with no server at all (nothing to reach).
+  // Returns once a copy is in the send queue of every node.
   absl::Status Fanout(const Target& target, std::string payload);
 
   // NOTIFY: one copy to each pool of listeners of "<topic>.<priority>"; inside a pool one
