@@ -35,6 +35,8 @@ constexpr size_t kMaxWaitingPerPair = 10000;
 constexpr int64_t kAttachRetryMs = 300;
 constexpr int64_t kLookupRetryMs = 200;
 constexpr int64_t kWithdrawWaitMs = 1000;
+// After an OVERLOADED refusal, one-way sends wait for each message again for this long.
+constexpr int64_t kOverloadBackoffMs = 500;
 // Messages read from one socket per poll round (fairness between sockets).
 constexpr int kReadBatch = 256;
 // Payloads at least this large are sent without copying (zmq_msg_init_data).
@@ -910,6 +912,7 @@ void Engine::Fanout(Target target, std::string payload, StatusDone done) {
 }
 
 bool Engine::TryQueueOneWay(const Target& target, bool fanout, std::string& payload) {
+  if (NowMs() < fast_path_closed_until_ms_.load(std::memory_order_relaxed)) return false;
   {
     absl::MutexLock lock(&sendable_mu_);
     if (sendable_.count(std::make_tuple(target.exchange, target.topic,
@@ -1451,6 +1454,9 @@ void Engine::OnPeerData(Peer& peer, int index, std::vector<zmq::message_t>& fram
     return;
   }
   if (h.status() == v1::STATUS_NO_SUCH_TARGET || h.status() == v1::STATUS_OVERLOADED) {
+    if (h.status() == v1::STATUS_OVERLOADED) {
+      fast_path_closed_until_ms_.store(NowMs() + kOverloadBackoffMs, std::memory_order_relaxed);
+    }
     if (!current || (op.state != OpState::kInFlight && op.state != OpState::kLingering)) return;
     if (op.kind == OpKind::kCast || (op.kind == OpKind::kNotify && op.per_pool)) {
       ResendToNext(op, true);

@@ -303,6 +303,9 @@ class Engine {
   std::set<std::tuple<std::string, std::string, std::string>> sendable_
       ABSL_GUARDED_BY(sendable_mu_);
   std::atomic<int64_t> one_way_queued_{0};  // fast-path messages not yet on a socket
+  // A receiver refused a message as OVERLOADED: no fast path before this time (ms), so senders
+  // wait for each message again instead of outrunning the receiver.
+  std::atomic<int64_t> fast_path_closed_until_ms_{0};
 
   mutable absl::Mutex mu_;  // guards the command queue and the startup outcome
   std::vector<Command> commands_ ABSL_GUARDED_BY(mu_);
