@@ -296,18 +296,19 @@ TEST_F(TransportIntegrationTest, ManyCastsToAGroupAreDeliveredExactlyOnce) {
   auto s1 = EchoServer(*ta, "bulk", "s1", &recorder);
   auto s2 = EchoServer(*tb, "bulk", "s2", &recorder);
   ASSERT_TRUE(s1 && s2);
-  constexpr int kCasts = 5000;
+  constexpr int kCasts = 100000;
   for (int i = 0; i < kCasts; ++i) {
     ASSERT_TRUE(client->Cast({"", "bulk", ""}, absl::StrCat(i)).ok());
   }
-  EXPECT_TRUE(Eventually([&] { return recorder.total() >= kCasts; }, 20000));
+  EXPECT_TRUE(Eventually([&] { return recorder.total() >= kCasts; }, 60000));
   EXPECT_EQ(recorder.total(), kCasts);
   int s1_count = 0;
   for (const auto& [key, count] : recorder.counts()) {
     EXPECT_EQ(count, 1) << key;
     if (absl::StartsWith(key, "s1:")) ++s1_count;
   }
-  EXPECT_EQ(s1_count, kCasts / 2);  // strict round-robin
+  // Strict round-robin, unless a receiver refused some (OVERLOADED) and they went to the other.
+  if (client->stats().casts_retried == 0) EXPECT_EQ(s1_count, kCasts / 2);
 }
 
 TEST_F(TransportIntegrationTest, EachNotificationPoolGetsEveryMessageSharedInside) {
