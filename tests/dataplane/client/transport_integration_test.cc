@@ -308,7 +308,9 @@ TEST_F(TransportIntegrationTest, ManyCastsToAGroupAreDeliveredExactlyOnce) {
     if (absl::StartsWith(key, "s1:")) ++s1_count;
   }
   // Strict round-robin, unless a receiver refused some (OVERLOADED) and they went to the other.
-  if (client->stats().casts_retried == 0) EXPECT_EQ(s1_count, kCasts / 2);
+  if (client->stats().casts_retried == 0) {
+    EXPECT_EQ(s1_count, kCasts / 2);
+  }
 }
 
 TEST_F(TransportIntegrationTest, EachNotificationPoolGetsEveryMessageSharedInside) {
