@@ -614,6 +614,7 @@ void Engine::OnLookup(const v1::LookupResult& result, bool fresh, bool is_update
   }
   pair.revision = result.revision();
   pair.resolved = true;
+  ResendLostCalls(key, pair);
   pair.fresh_answer = fresh || is_update;
   std::deque<uint64_t> waiting;
   waiting.swap(pairs_[key].waiting);
@@ -1470,6 +1471,27 @@ void Engine::OnPeerData(Peer& peer, int index, std::vector<zmq::message_t>& fram
                                                          ": ", h.detail())));
   } else if (op.state == OpState::kLingering) {
     Erase(op.id);
+  }
+}
+
+void Engine::ResendLostCalls(const PairKey& key, PairState& pair) {
+  // A Server withdraws only after its handlers answered everything it accepted (server.cc), so
+  // a group call still unanswered whose member left the answer went to a server that died (or
+  // whose proxy dropped it): nobody will answer it.
+  std::vector<uint64_t> lost;
+  for (auto& [id, op] : ops_) {
+    if (op->kind != OpKind::kCall || op->pair != key || op->state != OpState::kInFlight ||
+        !op->server.empty() || op->heard) {
+      continue;
+    }
+    if (!pair.set.HasRpcServer(op->chosen.node, op->chosen.server)) lost.push_back(id);
+  }
+  for (uint64_t id : lost) {
+    auto it = ops_.find(id);
+    if (it == ops_.end()) continue;
+    ZLOG_INFO("libzmesh: %s/%s left %s: resending call %d", it->second->chosen.node,
+              it->second->chosen.server, PairName(key), id);
+    ResendToNext(*it->second, /*count_retry=*/true);
   }
 }
 

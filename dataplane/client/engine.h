@@ -18,6 +18,9 @@
 //    still answer, and what it refuses is resent. Queues toward a peer are bounded by
 //    ZMQ_SNDHWM (max_queued_per_node); a send that finds the queue full waits for room until
 //    its deadline.
+//  - A group CALL without any answer yet whose member leaves the lookup answer (its process
+//    died and its proxy withdrew it, or it closed its Transport) is resent to another member: a
+//    Server that stops gracefully withdraws only after answering everything it accepted.
 //  - A CALL to a specific server that is gone keeps waiting (retrying refusals every 100 ms)
 //    until its deadline.
 //  - Plain casts and notifications are kept for a short while after sending (bounded by count
@@ -273,6 +276,7 @@ class Engine {
   void RebuildSinks();
   void Erase(uint64_t id);
   zmq::socket_t* PeerSocket(const NodeAddress& address, Pattern pattern, Peer** peer_out);
+  void ResendLostCalls(const PairKey& key, PairState& pair);
   void OnMonitorEvent(Peer& peer, int index, std::vector<zmq::message_t>& frames);
   void OnPeerDown(Peer& peer, int index);
   // Members of the pair whose node's socket for `pattern` is down (group sends avoid them).

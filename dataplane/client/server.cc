@@ -132,13 +132,16 @@ class Server::Impl final : public internal::Sink {
       if (stopped_) return;
       stopped_ = true;
     }
+    // Refuse what arrives from now on (callers fail over), let running handlers answer, and
+    // only then withdraw: a caller that sees the server leave the directory knows that its
+    // unanswered call will never be answered (engine.h).
     stopping_ = true;
+    pool_.Stop();  // running handlers finish; queued messages are refused (stopping_)
     std::promise<absl::Status> withdrawn;
     std::future<absl::Status> future = withdrawn.get_future();
     engine_.Withdraw(registration_, this,
                      [&withdrawn](absl::Status s) { withdrawn.set_value(std::move(s)); });
     future.wait();
-    pool_.Stop();  // running handlers finish; queued messages are refused (stopping_)
   }
 
   // I/O thread.

@@ -410,6 +410,64 @@ TEST_F(TransportIntegrationTest, GroupCallFailsOverWhenTheNodeOfItsServerDies) {
   release.Notify();
 }
 
+TEST_F(TransportIntegrationTest, GroupCallIsResentWhenItsServerGoesAwayWithoutAnswering) {
+  auto ta = Connect(*node_a_);
+  auto tb = Connect(*node_b_);
+  auto client = Connect(*node_a_);
+  ASSERT_TRUE(ta && tb && client);
+  absl::Notification started;
+  absl::Notification release;
+  auto s1 = Server::Start(*ta, {"", "compute", "s1"}, [&](const Request& r, Responder& responder) {
+    started.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(20));
+    responder.Reply("s1:" + r.payload);
+  });
+  auto s2 = EchoServer(*tb, "compute", "s2");
+  ASSERT_TRUE(s1.ok() && s2);
+  CallOptions options;
+  options.timeout_ms = 15000;
+  const int64_t start = NowMs();
+  std::future<absl::StatusOr<CallResult>> call =
+      client->CallAsync({"", "compute", ""}, "y", options);  // round-robin: s1 first
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  ta->Close();  // s1's process goes away (its proxy withdraws it at once) without answering
+  absl::StatusOr<CallResult> r = call.get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->payload, "s2:y");
+  EXPECT_LT(NowMs() - start, 5000);
+  EXPECT_EQ(client->stats().calls_retried, 1);
+  release.Notify();
+}
+
+TEST_F(TransportIntegrationTest, StoppingServerAnswersWhatItRunsAndIsNotCalledTwice) {
+  auto ta = Connect(*node_a_);
+  auto tb = Connect(*node_b_);
+  auto client = Connect(*node_a_);
+  ASSERT_TRUE(ta && tb && client);
+  absl::Notification started;
+  absl::Notification release;
+  Recorder recorder;
+  auto s1 = Server::Start(*ta, {"", "compute", "s1"}, [&](const Request& r, Responder& responder) {
+    recorder.Add("s1:" + r.payload);
+    started.Notify();
+    release.WaitForNotificationWithTimeout(absl::Seconds(20));
+    responder.Reply("s1:" + r.payload);
+  });
+  auto s2 = EchoServer(*tb, "compute", "s2", &recorder);
+  ASSERT_TRUE(s1.ok() && s2);
+  std::future<absl::StatusOr<CallResult>> call = client->CallAsync({"", "compute", ""}, "y", {});
+  ASSERT_TRUE(started.WaitForNotificationWithTimeout(absl::Seconds(10)));
+  std::thread stopper([&] { (*s1)->Stop(); });
+  // New calls go to s2 while s1 finishes its running call.
+  EXPECT_EQ(CallPayload(*client, {"", "compute", ""}, "z"), "s2:z");
+  release.Notify();
+  stopper.join();
+  absl::StatusOr<CallResult> r = call.get();
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->payload, "s1:y");
+  EXPECT_EQ(recorder.Count("s1:y") + recorder.Count("s2:y"), 1);
+}
+
 TEST_F(TransportIntegrationTest, AcknowledgedCastsSurviveAServerStoppingMidStream) {
   auto ta = Connect(*node_a_);
   auto tb = Connect(*node_b_);
