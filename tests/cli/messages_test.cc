@@ -175,7 +175,9 @@ class MessagesTest : public ::testing::Test {
     for (auto& background : background_) {
       if (background->process().running()) background->Stop(SIGKILL);
     }
-    if (proxy_ != nullptr && proxy_->running()) EXPECT_TRUE(proxy_->Stop().ok());
+    if (proxy_ != nullptr && proxy_->running()) {
+      EXPECT_TRUE(proxy_->Stop().ok());
+    }
   }
 
   // Runs zmeshctl through the test's proxy (--ipc-dir goes last: command flags follow the

@@ -294,7 +294,9 @@ TEST_F(MultiNodeTest, GroupCallsRotateOverEveryNodeAndFanoutReachesEach) {
     const int by = HandledBy(outputs, "rr", i);
     ASSERT_NE(by, 0) << "call " << i << " printed by no server";
     if (i < kNodes) first_round.insert(by);
-    if (i >= kNodes) EXPECT_EQ(by, HandledBy(outputs, "rr", i - kNodes)) << "call " << i;
+    if (i >= kNodes) {
+      EXPECT_EQ(by, HandledBy(outputs, "rr", i - kNodes)) << "call " << i;
+    }
   }
   EXPECT_EQ(first_round.size(), static_cast<size_t>(kNodes));
 
