@@ -42,6 +42,8 @@ constexpr int kReadBatch = 256;
 // Payloads at least this large are sent without copying (zmq_msg_init_data).
 constexpr size_t kZeroCopyBytes = 1024;
 constexpr int kFlushLingerMs = 1000;
+// While local data reads are paused (a sink is full), how often to look whether it drained.
+constexpr int64_t kPausedPollMs = 2;
 // Poll item kinds (see Engine::poll_kinds_): peer sockets, then their monitors.
 constexpr int kPeerKind = 100;
 constexpr int kMonitorKind = 1000000;
@@ -161,6 +163,12 @@ Engine::~Engine() {
 
 int64_t Engine::NowMs() const { return SystemClock::Get().NowMs(); }
 
+int64_t Engine::DeadlineAfter(int64_t timeout_ms) const {
+  // NowMs() truncates: the caller started up to 1 ms after it. Rounding up keeps the promise
+  // that a deadline never fires before timeout_ms has passed for the caller.
+  return NowMs() + timeout_ms + 1;
+}
+
 void Engine::RunCallback(absl::AnyInvocable<void() &&> callback) {
   // Refused only during destruction, when no Transport method can be running.
   if (!callbacks_.Submit(std::move(callback))) ZLOG_WARNING("libzmesh: callback after destruction");
@@ -242,7 +250,16 @@ void Engine::Loop() {
       poll_items_[i].events =
           peer->blocked[p].empty() ? ZMQ_POLLIN : static_cast<short>(ZMQ_POLLIN | ZMQ_POLLOUT);
     }
-    const int64_t timeout = timers_.MsUntilNext(NowMs());
+    // A full sink pauses reading the local data sockets; its workers drain it, which no event
+    // announces, so look again every kPausedPollMs.
+    const bool paused = SinksFull();
+    for (size_t i = 0; i < poll_items_.size(); ++i) {
+      if (poll_kinds_[i] >= 0 && poll_kinds_[i] < kPatterns) {
+        poll_items_[i].events = paused ? 0 : ZMQ_POLLIN;
+      }
+    }
+    int64_t timeout = timers_.MsUntilNext(NowMs());
+    if (paused && (timeout < 0 || timeout > kPausedPollMs)) timeout = kPausedPollMs;
     const int rc = zmq_poll(poll_items_.data(), static_cast<int>(poll_items_.size()),
                             static_cast<long>(timeout));
     if (rc < 0 && zmq_errno() != EINTR) {
@@ -698,6 +715,13 @@ void Engine::Withdraw(dv1::Registration registration, Sink* sink, StatusDone don
   });
 }
 
+bool Engine::SinksFull() const {
+  for (const RegEntry& entry : registrations_) {
+    if (entry.sink != nullptr && entry.sink->backlog() >= kMaxSinkBacklog) return true;
+  }
+  return false;
+}
+
 void Engine::RebuildSinks() {
   rpc_sinks_.clear();
   listener_sinks_.clear();
@@ -882,7 +906,7 @@ void Engine::Call(Target target, std::string payload, CallOptions options, CallD
   op->pair = {std::move(target.exchange), std::move(target.topic)};
   op->server = std::move(target.server);
   op->payload = std::make_shared<std::string>(std::move(payload));
-  op->deadline_ms = NowMs() + options.timeout_ms;
+  op->deadline_ms = DeadlineAfter(options.timeout_ms);
   op->call_monitor_timeout_ms = options.call_monitor_timeout_ms;
   op->at_least_once = options.at_least_once;
   op->call_done = std::move(done);
@@ -895,7 +919,7 @@ void Engine::Cast(Target target, std::string payload, CastOptions options, Statu
   op->pair = {std::move(target.exchange), std::move(target.topic)};
   op->server = std::move(target.server);
   op->payload = std::make_shared<std::string>(std::move(payload));
-  op->deadline_ms = NowMs() + options.timeout_ms;
+  op->deadline_ms = DeadlineAfter(options.timeout_ms);
   op->acknowledged = options.acknowledged;
   op->ack_timeout_ms = std::max<int64_t>(1, options.ack_timeout_ms);
   op->status_done = std::move(done);
@@ -907,7 +931,7 @@ void Engine::Fanout(Target target, std::string payload, StatusDone done) {
   op->kind = OpKind::kFanout;
   op->pair = {std::move(target.exchange), std::move(target.topic)};
   op->payload = std::make_shared<std::string>(std::move(payload));
-  op->deadline_ms = NowMs() + kOneWayTimeoutMs;
+  op->deadline_ms = DeadlineAfter(kOneWayTimeoutMs);
   op->status_done = std::move(done);
   PostOrRun([this, op = std::move(op)]() mutable { Start(std::move(op)); });
 }
@@ -947,7 +971,7 @@ void Engine::Notify(std::string exchange, std::string topic, std::string payload
   op->kind = OpKind::kNotify;
   op->pair = {std::move(exchange), std::move(topic)};
   op->payload = std::make_shared<std::string>(std::move(payload));
-  op->deadline_ms = NowMs() + kOneWayTimeoutMs;
+  op->deadline_ms = DeadlineAfter(kOneWayTimeoutMs);
   op->status_done = std::move(done);
   PostOrRun([this, op = std::move(op)]() mutable { Start(std::move(op)); });
 }

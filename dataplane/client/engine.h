@@ -81,7 +81,13 @@ class Sink {
  public:
   virtual ~Sink() = default;
   virtual void Deliver(Incoming message) = 0;
+  // Messages delivered and not yet handled. While any sink has kMaxSinkBacklog or more, the
+  // engine stops reading its local data sockets: the proxy's queue toward this instance fills
+  // and the proxy stops reading the network, so senders slow down instead of a queue growing
+  // without bound here.
+  virtual size_t backlog() const = 0;
 };
+inline constexpr size_t kMaxSinkBacklog = 1000;
 
 using CallDone = absl::AnyInvocable<void(absl::StatusOr<CallResult>) &&>;
 using StatusDone = absl::AnyInvocable<void(absl::Status) &&>;
@@ -143,6 +149,8 @@ class Engine {
   void CountDelivered() { stats_.messages_delivered.fetch_add(1); }
   void CountDuplicate() { stats_.duplicates_dropped.fetch_add(1); }
   int64_t NowMs() const;
+  // NowMs() + timeout_ms, rounded so that it is never before the caller's start + timeout_ms.
+  int64_t DeadlineAfter(int64_t timeout_ms) const;
   // Runs `callback` on the callback thread (async forms of Transport).
   void RunCallback(absl::AnyInvocable<void() &&> callback);
 
@@ -274,6 +282,8 @@ class Engine {
   void RetryBlocked(Peer& peer, int index);
   void SendFanout(Op& op, bool from_blocked);
   void RebuildSinks();
+  // True while a sink's backlog is at kMaxSinkBacklog (local data reads paused).
+  bool SinksFull() const;
   void Erase(uint64_t id);
   zmq::socket_t* PeerSocket(const NodeAddress& address, Pattern pattern, Peer** peer_out);
   void ResendLostCalls(const PairKey& key, PairState& pair);

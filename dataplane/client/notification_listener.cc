@@ -71,6 +71,8 @@ class NotificationListener::Impl final : public internal::Sink {
     pool_.Stop();  // notifications already queued are still handled
   }
 
+  size_t backlog() const override { return pool_.queued(); }
+
   // I/O thread.
   void Deliver(Incoming message) override {
     if (stopping_) {

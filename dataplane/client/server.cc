@@ -144,6 +144,8 @@ class Server::Impl final : public internal::Sink {
     future.wait();
   }
 
+  size_t backlog() const override { return pool_.queued(); }
+
   // I/O thread.
   void Deliver(Incoming message) override {
     if (stopping_) {

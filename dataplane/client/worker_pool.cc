@@ -12,6 +12,11 @@ WorkerPool::WorkerPool(int threads) {
 
 WorkerPool::~WorkerPool() { Stop(); }
 
+size_t WorkerPool::queued() const {
+  absl::MutexLock lock(&mu_);
+  return tasks_.size();
+}
+
 bool WorkerPool::Submit(Task task) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return false;

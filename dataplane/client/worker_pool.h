@@ -24,13 +24,15 @@ class WorkerPool {
 
   // Queues a task; false (task dropped) once stopped.
   bool Submit(Task task);
+  // Tasks queued and not yet started.
+  size_t queued() const;
   // Runs every task already queued, waits for them, then joins the threads. Idempotent.
   void Stop();
 
  private:
   void Run();
 
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

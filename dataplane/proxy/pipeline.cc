@@ -6,6 +6,7 @@
 #include <array>
 #include <cerrno>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,6 +26,9 @@ constexpr size_t kMaxFrames = 4;
 // Messages handled from one socket before looking at the other (fairness).
 constexpr int kBatch = 64;
 constexpr int64_t kLogIntervalMs = 1000;
+// A stalled request is retried this often (ms), and reported once it lasts kLongStallMs.
+constexpr long kStallRetryMs = 1;
+constexpr int64_t kLongStallMs = 1000;
 
 struct Received {
   std::array<zmq::message_t, kMaxFrames> frames;
@@ -138,8 +142,10 @@ class Pipeline::Loop {
   explicit Loop(Pipeline& pipeline)
       : p_(pipeline), request_kind_(RequestKind(pipeline.options_.pattern)) {}
 
-  // Handles one message from the network; false when none was ready.
+  // Handles one message from the network; false when none was ready, or while a request is
+  // stalled (the network is not read until it is delivered).
   bool FromNetwork() {
+    if (stalled_.active) return false;
     if (!Receive(p_.network_, &in_)) return false;
     p_.stats_.received.fetch_add(1, std::memory_order_relaxed);
     // [route][header][payload]
@@ -168,23 +174,9 @@ class Pipeline::Loop {
                           PatternName(p_.options_.pattern), " port"));
       return true;
     }
-    p_.table_.Refresh(&table_, &generation_);
     const v1::Target& target = header.target();
     const bool fanout = p_.options_.pattern == Pattern::kFanout;
-    TargetKey(target.exchange(), target.topic(), fanout ? "" : target.server(), &key_);
-    const LocalTable::Instances* instances = nullptr;
-    switch (p_.options_.pattern) {
-      case Pattern::kCall:
-      case Pattern::kCast:
-        instances = table_->RpcServers(key_);
-        break;
-      case Pattern::kFanout:
-        instances = table_->FanoutMembers(key_);
-        break;
-      case Pattern::kNotify:
-        instances = table_->Listeners(key_);
-        break;
-    }
+    const LocalTable::Instances* instances = InstancesFor(target);
     if (instances == nullptr && fanout) {
       // A FANOUT is never answered except for a bad message (docs/wire-protocol.md).
       Drop(DropReason::kNoSuchTarget, absl::StrCat("FANOUT for ", target.exchange(), "/",
@@ -198,10 +190,53 @@ class Pipeline::Loop {
       return true;
     }
     if (fanout) {
-      DeliverToAll(*instances);
+      DeliverToAll(decoded, *instances);
       return true;
     }
-    DeliverToOne(decoded, *instances);
+    zmq::message_t* request[] = {&in_.frames[0], &in_.frames[1], &in_.frames[2]};
+    const int err = DeliverToOne(*instances, request);
+    if (err == EAGAIN) {
+      Stall(decoded, {});
+    } else if (err != 0) {
+      Refuse(decoded, DropReason::kNoSuchTarget, v1::STATUS_NO_SUCH_TARGET,
+             "the local instances serving the target are gone");
+    }
+    return true;
+  }
+
+  bool stalled() const { return stalled_.active; }
+
+  // Tries the stalled request again (the instances' queues may have room now, or the
+  // instances may be gone). True when nothing is stalled any more.
+  bool RetryStalled() {
+    if (!stalled_.active) return true;
+    const int64_t now_ms = absl::ToUnixMillis(absl::Now());
+    if (p_.options_.pattern == Pattern::kFanout) {
+      while (!stalled_.remaining.empty()) {
+        const int err = SendCopy(stalled_.remaining.back(), stalled_.frames);
+        if (err == EAGAIN) return ReportLongStall(now_ms);
+        if (err == 0) {
+          p_.stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+        } else {
+          Drop(DropReason::kNoSuchTarget, "a FANOUT copy for a local instance that is gone");
+        }
+        stalled_.remaining.pop_back();
+      }
+    } else {
+      const LocalTable::Instances* instances = InstancesFor(stalled_.decoded.header.target());
+      zmq::message_t* request[] = {&stalled_.frames[0], &stalled_.frames[1], &stalled_.frames[2]};
+      const int err = instances == nullptr ? EHOSTUNREACH : DeliverToOne(*instances, request);
+      if (err == EAGAIN) return ReportLongStall(now_ms);
+      if (err != 0) {
+        RefuseTo(stalled_.frames[0], stalled_.decoded, DropReason::kNoSuchTarget,
+                 v1::STATUS_NO_SUCH_TARGET, "the local instances serving the target are gone");
+      }
+    }
+    if (stalled_.reported) {
+      ZLOG_INFO("%s pipeline: local queue drained after %d ms; reading the network again",
+                PatternName(p_.options_.pattern), now_ms - stalled_.since_ms);
+    }
+    stalled_.active = false;
     return true;
   }
 
@@ -262,53 +297,108 @@ class Pipeline::Loop {
   }
 
  private:
-  void DeliverToOne(const wire::Decoded& decoded, const LocalTable::Instances& instances) {
+  // The local instances for a request's target (nullptr when none), from the latest table.
+  const LocalTable::Instances* InstancesFor(const v1::Target& target) {
+    p_.table_.Refresh(&table_, &generation_);
+    const bool fanout = p_.options_.pattern == Pattern::kFanout;
+    TargetKey(target.exchange(), target.topic(), fanout ? "" : target.server(), &key_);
+    switch (p_.options_.pattern) {
+      case Pattern::kCall:
+      case Pattern::kCast:
+        return table_->RpcServers(key_);
+      case Pattern::kFanout:
+        return table_->FanoutMembers(key_);
+      case Pattern::kNotify:
+        return table_->Listeners(key_);
+    }
+    return nullptr;
+  }
+
+  // Hands [route][header][payload] to one of the instances, round-robin, skipping those gone or
+  // full. 0 when delivered (the frames are consumed); EAGAIN when every live one is full;
+  // EHOSTUNREACH when all are gone.
+  int DeliverToOne(const LocalTable::Instances& instances, zmq::message_t* const* request) {
     const size_t count = instances.size();
     const size_t first = count == 1 ? 0 : rr_.Next(key_, count);
-    bool overloaded = false;
+    bool full = false;
     for (size_t i = 0; i < count; ++i) {
       const std::string& instance = instances[(first + i) % count];
       zmq::message_t id(instance.data(), instance.size());
-      zmq::message_t* out[] = {&id, &in_.frames[0], &in_.frames[1], &in_.frames[2]};
+      zmq::message_t* out[] = {&id, request[0], request[1], request[2]};
       const int err = Send(p_.local_, out, 4);
       if (err == 0) {
         p_.stats_.delivered.fetch_add(1, std::memory_order_relaxed);
-        return;
+        return 0;
       }
-      if (err == EAGAIN) overloaded = true;
+      if (err == EAGAIN) full = true;
     }
-    if (overloaded) {
-      Refuse(decoded, DropReason::kOverloaded, v1::STATUS_OVERLOADED,
-             "the local instances' queues are full");
-    } else {
-      Refuse(decoded, DropReason::kNoSuchTarget, v1::STATUS_NO_SUCH_TARGET,
-             "the local instances serving the target are gone");
+    return full ? EAGAIN : EHOSTUNREACH;
+  }
+
+  // Sends a copy of [route][header][payload] to one instance; 0 or the errno.
+  int SendCopy(const std::string& instance, std::array<zmq::message_t, 3>& request) {
+    zmq::message_t id(instance.data(), instance.size());
+    zmq::message_t route;
+    zmq::message_t header;
+    zmq::message_t payload;
+    route.copy(request[0]);
+    header.copy(request[1]);
+    payload.copy(request[2]);  // shares large payloads (reference counted)
+    zmq::message_t* out[] = {&id, &route, &header, &payload};
+    return Send(p_.local_, out, 4);
+  }
+
+  void DeliverToAll(const wire::Decoded& decoded, const LocalTable::Instances& instances) {
+    std::array<zmq::message_t, 3> request;
+    for (size_t i = 0; i < 3; ++i) request[i].move(in_.frames[i]);
+    for (size_t i = 0; i < instances.size(); ++i) {
+      const int err = SendCopy(instances[i], request);
+      if (err == 0) {
+        p_.stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+      } else if (err == EAGAIN) {
+        // The rest (this one included) once there is room; kept in reverse for pop_back.
+        std::vector<std::string> rest(instances.rbegin(), instances.rend() - i);
+        for (size_t f = 0; f < 3; ++f) in_.frames[f].move(request[f]);
+        Stall(decoded, std::move(rest));
+        return;
+      } else {
+        Drop(DropReason::kNoSuchTarget, "a FANOUT copy for a local instance that is gone");
+      }
     }
   }
 
-  void DeliverToAll(const LocalTable::Instances& instances) {
-    for (const std::string& instance : instances) {
-      zmq::message_t id(instance.data(), instance.size());
-      zmq::message_t route;
-      zmq::message_t header;
-      zmq::message_t payload;
-      route.copy(in_.frames[0]);
-      header.copy(in_.frames[1]);
-      payload.copy(in_.frames[2]);  // shares large payloads (reference counted)
-      zmq::message_t* out[] = {&id, &route, &header, &payload};
-      const int err = Send(p_.local_, out, 4);
-      if (err == 0) {
-        p_.stats_.delivered.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        Drop(err == EAGAIN ? DropReason::kOverloaded : DropReason::kNoSuchTarget,
-             "a FANOUT copy for a local instance that is gone or full");
-      }
+  // Keeps the request in in_ (and, for FANOUT, the instances still to serve) until the local
+  // queues have room: the network is not read meanwhile, so ZeroMQ's queues and TCP push back
+  // on the senders instead of the proxy dropping what they sent.
+  void Stall(const wire::Decoded& decoded, std::vector<std::string> remaining) {
+    stalled_.active = true;
+    for (size_t i = 0; i < 3; ++i) stalled_.frames[i].move(in_.frames[i]);
+    stalled_.decoded = decoded;
+    stalled_.remaining = std::move(remaining);
+    stalled_.since_ms = absl::ToUnixMillis(absl::Now());
+    stalled_.reported = false;
+    p_.stats_.stalls.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Still stalled: says so once when it lasts (a local instance stopped reading). Returns false.
+  bool ReportLongStall(int64_t now_ms) {
+    if (!stalled_.reported && now_ms - stalled_.since_ms >= kLongStallMs) {
+      stalled_.reported = true;
+      ZLOG_WARNING(
+          "%s pipeline: a local instance's queue has been full for %d ms; not reading the "
+          "network until it drains",
+          PatternName(p_.options_.pattern), now_ms - stalled_.since_ms);
     }
+    return false;
   }
 
   // Answers a request the proxy could not deliver (when it can be answered), and counts it.
   void Refuse(const wire::Decoded& decoded, DropReason reason, v1::Status status,
               const std::string& detail) {
+    RefuseTo(in_.frames[0], decoded, reason, status, detail);
+  }
+  void RefuseTo(zmq::message_t& route, const wire::Decoded& decoded, DropReason reason,
+                v1::Status status, const std::string& detail) {
     Drop(reason, detail);
     if (!decoded.header_readable) return;
     const v1::Kind kind = decoded.header.kind();
@@ -325,7 +415,7 @@ class Pipeline::Loop {
     refusal.set_node(p_.options_.node_name);
     zmq::message_t header(wire::EncodeHeader(std::move(refusal)));
     zmq::message_t empty;
-    zmq::message_t* out[] = {&in_.frames[0], &header, &empty};
+    zmq::message_t* out[] = {&route, &header, &empty};
     const int err = Send(p_.network_, out, 3);
     if (err == 0) {
       p_.stats_.refused.fetch_add(1, std::memory_order_relaxed);
@@ -350,9 +440,20 @@ class Pipeline::Loop {
     suppressed_[r] = 0;
   }
 
+  // A request the local instance(s) could not take yet (queues full).
+  struct Stalled {
+    bool active = false;
+    std::array<zmq::message_t, 3> frames;  // [route][header][payload]
+    wire::Decoded decoded;
+    std::vector<std::string> remaining;  // FANOUT: instances still to get a copy (last first)
+    int64_t since_ms = 0;                // wall clock, for the log line
+    bool reported = false;               // the long-stall warning was logged
+  };
+
   Pipeline& p_;
   const v1::Kind request_kind_;
   Received in_;
+  Stalled stalled_;
   std::shared_ptr<const LocalTable> table_;
   uint64_t generation_ = 0;
   RoundRobin rr_;
@@ -429,7 +530,10 @@ void Pipeline::Run() {
       {nullptr, stop_fd_, ZMQ_POLLIN, 0},
   };
   while (true) {
-    if (zmq_poll(items, 3, -1) < 0) {
+    // While a request is stalled the network is not read; its delivery is retried every
+    // kStallRetryMs (a ROUTER does not say which peer has room again).
+    items[0].events = loop.stalled() ? 0 : ZMQ_POLLIN;
+    if (zmq_poll(items, 3, loop.stalled() ? kStallRetryMs : -1) < 0) {
       if (zmq_errno() == EINTR) continue;
       ZLOG_ERROR("%s pipeline: zmq_poll: %s", PatternName(options_.pattern),
                  zmq_strerror(zmq_errno()));
@@ -439,6 +543,7 @@ void Pipeline::Run() {
     // Answers first: they finish work already under way.
     for (int i = 0; i < kBatch && loop.FromLocal(); ++i) {
     }
+    loop.RetryStalled();
     for (int i = 0; i < kBatch && loop.FromNetwork(); ++i) {
     }
   }

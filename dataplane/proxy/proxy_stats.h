@@ -37,6 +37,8 @@ struct PipelineStats {
   std::atomic<int64_t> delivered{0};  // copies handed to local instances
   std::atomic<int64_t> answers{0};    // replies, heartbeats and acks sent back to callers
   std::atomic<int64_t> refused{0};    // refusals the proxy answered itself
+  // Requests held because a local instance's queue was full (the network is not read meanwhile).
+  std::atomic<int64_t> stalls{0};
   std::array<std::atomic<int64_t>, kDropReasonCount> drops{};  // by DropReason
 
   int64_t drop(DropReason reason) const {

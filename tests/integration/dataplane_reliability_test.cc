@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <fstream>
@@ -21,6 +22,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/support/directory_process.h"
 #include "tests/support/proxy_process.h"
@@ -167,6 +170,48 @@ TEST_F(DataplaneReliabilityTest, HundredThousandCastsToAGroupAreEachDeliveredOnc
   }
   // Round-robin: the two members share the group equally.
   EXPECT_EQ(at_a.size(), static_cast<size_t>(kCasts / 2));
+}
+
+TEST_F(DataplaneReliabilityTest, ASlowServerSlowsItsSendersDownInsteadOfLosingCasts) {
+  // A server that needs ~20 us per message, flooded with 4 KiB casts far faster than that: the
+  // queues toward it fill up to the sender, which waits (Cast blocks) instead of anything being
+  // dropped on the way.
+  absl::StatusOr<std::unique_ptr<Transport>> server_transport =
+      Transport::Create({.ipc_dir = proxies_.at(2)->ipc_dir()});
+  ASSERT_TRUE(server_transport.ok()) << server_transport.status();
+  absl::Mutex mu;
+  std::vector<int> seen;
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(
+      **server_transport, {.topic = "slow", .server = "s"},
+      [&](const Request& request, Responder&) {
+        const absl::Time until = absl::Now() + absl::Microseconds(50);
+        while (absl::Now() < until) {
+        }
+        int n = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(request.payload.substr(0, request.payload.find(' ')), &n));
+        absl::MutexLock lock(&mu);
+        seen.push_back(n);
+      },
+      {.threads = 1});
+  ASSERT_TRUE(server.ok()) << server.status();
+  Transport& client = ClientOn(1);
+  constexpr int kCasts = 80000;
+  const std::string filler(4096, 'x');
+  for (int i = 0; i < kCasts; ++i) {
+    absl::Status st = client.Cast({.topic = "slow"}, absl::StrCat(i, " ", filler));
+    ASSERT_TRUE(st.ok()) << "cast " << i << ": " << st;
+  }
+  ASSERT_TRUE(Eventually(
+      [&] {
+        absl::MutexLock lock(&mu);
+        return seen.size() >= static_cast<size_t>(kCasts);
+      },
+      120000));
+  absl::MutexLock lock(&mu);
+  std::vector<int> sorted = seen;
+  std::sort(sorted.begin(), sorted.end());
+  for (int i = 0; i < kCasts; ++i) ASSERT_EQ(sorted[i], i) << "cast " << i << " lost or doubled";
+  EXPECT_EQ(sorted.size(), static_cast<size_t>(kCasts));
 }
 
 TEST_F(DataplaneReliabilityTest, AcknowledgedCastsSurviveAMemberKilledMidStream) {
