@@ -149,8 +149,9 @@ absl::Status Transport::Fanout(const Target& target, std::string payload) {
   absl::StatusOr<Target> t = Normalize(target, false);
   if (!t.ok()) return t.status();
   if (absl::Status st = CheckPayload(payload, engine_->max_payload_bytes()); !st.ok()) return st;
-  // No fast path (unlike Cast): a proxy drops FANOUT copies it cannot queue toward an instance
-  // without telling the sender, so the sender must not outrun the receivers.
+  // Known target and room in the queue: queued is sent, as for Cast (a full proxy pushes back
+  // rather than drop copies: docs/wire-protocol.md, "Flow control").
+  if (engine_->TryQueueOneWay(*t, /*fanout=*/true, payload)) return absl::OkStatus();
   std::promise<absl::Status> promise;
   std::future<absl::Status> future = promise.get_future();
   engine_->Fanout(std::move(*t), std::move(payload),

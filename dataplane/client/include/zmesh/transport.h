@@ -91,7 +91,8 @@ class Transport {
 
   // FANOUT: one-way to every server of (exchange, topic) on every node (draining nodes
   // included). target.server must be empty. OK with no server at all (nothing to reach).
-  // Returns once a copy is in the send queue of every node.
+  // Returns once queued, as Cast does (at once for a known pair with room in the queue,
+  // otherwise once a copy is in the send queue of every node).
   absl::Status Fanout(const Target& target, std::string payload);
 
   // NOTIFY: one copy to each pool of listeners of "<topic>.<priority>"; inside a pool one
