@@ -11,7 +11,6 @@
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -37,6 +36,7 @@ namespace {
 using testing::BinPath;
 using testing::DirectoryProcess;
 using testing::Eventually;
+using testing::KillAndReap;
 using testing::ProxyProcess;
 using testing::Subprocess;
 using testing::TailFile;
@@ -44,18 +44,7 @@ using testing::TempDir;
 
 constexpr char kTopic[] = "volume";
 
-// SIGKILLs the process (and what it started) and reaps it.
-void KillAndReap(Subprocess& process) {
-  process.SignalGroup(SIGKILL);
-  (void)process.Wait(10000);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+std::string ReadFile(const std::string& path) { return testing::ReadFile(path).value_or(""); }
 
 // How many times each "<tag N>" appears in the file, by N.
 std::map<int, int> CountTagged(const std::string& path, const std::string& tag) {
@@ -84,11 +73,11 @@ class DataplaneReliabilityTest : public ::testing::Test {
     ASSERT_TRUE(directory.ok()) << directory.status();
     directory_ = *std::move(directory);
     for (int n = 1; n <= 3; ++n) {
-      absl::StatusOr<std::unique_ptr<ProxyProcess>> proxy = ProxyProcess::Start(
-          {.directory = directory_->address(),
-           .node_name = absl::StrCat("node-", n),
-           .ipc_dir = absl::StrCat(dir_.path(), "/n", n),
-           .lease_ttl_ms = 2000});
+      absl::StatusOr<std::unique_ptr<ProxyProcess>> proxy =
+          ProxyProcess::Start({.directory = directory_->address(),
+                               .node_name = absl::StrCat("node-", n),
+                               .ipc_dir = absl::StrCat(dir_.path(), "/n", n),
+                               .lease_ttl_ms = 2000});
       ASSERT_TRUE(proxy.ok()) << proxy.status();
       proxies_[n] = *std::move(proxy);
     }
@@ -97,7 +86,8 @@ class DataplaneReliabilityTest : public ::testing::Test {
   void TearDown() override {
     if (HasFailure()) {
       for (auto& [n, proxy] : proxies_) {
-        std::cerr << "---- proxy " << n << " log tail:\n" << TailFile(proxy->log_path(), 30) << "\n";
+        std::cerr << "---- proxy " << n << " log tail:\n"
+                  << TailFile(proxy->log_path(), 30) << "\n";
       }
       for (const auto& [name, path] : outputs_) {
         std::cerr << "---- " << name << " output tail:\n" << TailFile(path, 10) << "\n";
@@ -112,10 +102,10 @@ class DataplaneReliabilityTest : public ::testing::Test {
   // `zmeshctl serve kTopic --server <name> --echo` on node n; waits for its first line.
   std::string StartServer(int n, const std::string& name) {
     const std::string out = absl::StrCat(dir_.path(), "/", name, ".out");
-    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(
-        {BinPath("zmeshctl"), "serve", kTopic, "--server", name, "--echo", "--ipc-dir",
-         proxies_.at(n)->ipc_dir()},
-        out, out);
+    absl::StatusOr<std::unique_ptr<Subprocess>> process =
+        Subprocess::Start({BinPath("zmeshctl"), "serve", kTopic, "--server", name, "--echo",
+                           "--ipc-dir", proxies_.at(n)->ipc_dir()},
+                          out, out);
     EXPECT_TRUE(process.ok()) << process.status();
     if (!process.ok()) return out;
     servers_[name] = *std::move(process);
@@ -215,9 +205,8 @@ TEST_F(DataplaneReliabilityTest, ASlowServerSlowsItsSendersDownInsteadOfLosingCa
 }
 
 TEST_F(DataplaneReliabilityTest, AcknowledgedCastsSurviveAMemberKilledMidStream) {
-  std::map<std::string, std::string> outs = {{"a", StartServer(1, "a")},
-                                             {"b", StartServer(2, "b")},
-                                             {"c", StartServer(3, "c")}};
+  std::map<std::string, std::string> outs = {
+      {"a", StartServer(1, "a")}, {"b", StartServer(2, "b")}, {"c", StartServer(3, "c")}};
   Transport& client = ClientOn(1);
   constexpr int kCasts = 1500;
   std::atomic<int> sent{0};
@@ -233,7 +222,8 @@ TEST_F(DataplaneReliabilityTest, AcknowledgedCastsSurviveAMemberKilledMidStream)
   ASSERT_TRUE(Eventually([&] { return sent.load() >= kCasts / 3; }, 60000));
   KillAndReap(*servers_["b"]);
   sender.join();
-  for (int i = 0; i < kCasts; ++i) ASSERT_TRUE(results[i].ok()) << "cast " << i << ": " << results[i];
+  for (int i = 0; i < kCasts; ++i)
+    ASSERT_TRUE(results[i].ok()) << "cast " << i << ": " << results[i];
 
   // Every acknowledged cast was handled; the survivors handled none twice. Only a cast that b
   // handled but could not acknowledge before dying may also have been handled by a survivor
@@ -329,9 +319,11 @@ TEST_F(DataplaneReliabilityTest, ServersComeBackByThemselvesAfterTheirProxyResta
   proxies_[2]->Kill();
   ASSERT_TRUE(proxies_[2]->Restart().ok());
   // The server process re-announces to the new proxy without help; calls reach it again.
-  ASSERT_TRUE(Eventually([&] {
-    return client.Call({.topic = kTopic, .server = "b"}, "after", {.timeout_ms = 1000}).ok();
-  }, 20000));
+  ASSERT_TRUE(Eventually(
+      [&] {
+        return client.Call({.topic = kTopic, .server = "b"}, "after", {.timeout_ms = 1000}).ok();
+      },
+      20000));
 }
 
 }  // namespace

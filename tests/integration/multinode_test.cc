@@ -17,7 +17,6 @@
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -36,18 +35,16 @@ namespace zmesh {
 namespace {
 
 namespace dir = ::zmesh::directory::v1;
-using testing::AddBridge;
 using testing::AttachHost;
 using testing::BinPath;
-using testing::EnterNamespace;
+using testing::BridgeLab;
 using testing::Eventually;
 using testing::Ip;
 using testing::IpPath;
+using testing::KillAndReap;
 using testing::Namespaces;
 using testing::ProxyProcess;
 using testing::ProxyProcessOptions;
-using testing::RemoveLeftoverNamespaces;
-using testing::ReturnToNamespace;
 using testing::Subprocess;
 using testing::TailFile;
 using testing::TempDir;
@@ -57,25 +54,7 @@ constexpr int kNodes = 3;
 constexpr int64_t kLeaseTtlMs = 2000;
 constexpr char kTopic[] = "compute";
 
-// The bridge namespace, shared by the tests of this binary and entered by the test process.
-struct Lab {
-  Namespaces namespaces;
-  std::string bridge_ns;
-  int original_netns_fd = -1;
-};
-
-// SIGKILLs the process (and what it started) and reaps it.
-void KillAndReap(Subprocess& process) {
-  process.SignalGroup(SIGKILL);
-  (void)process.Wait(10000);
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+std::string ReadFile(const std::string& path) { return testing::ReadFile(path).value_or(""); }
 
 // Number of lines of `path` containing `needle`.
 int CountLines(const std::string& path, const std::string& needle) {
@@ -92,20 +71,12 @@ class MultiNodeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;  // each test fails with the reason
-    RemoveLeftoverNamespaces(kNetnsPrefix);
-    lab_ = new Lab;
-    lab_->bridge_ns = absl::StrCat(kNetnsPrefix, getpid(), "-br");
-    lab_setup_ = [] {
-      if (absl::Status st = lab_->namespaces.Add(lab_->bridge_ns); !st.ok()) return st;
-      if (absl::Status st = AddBridge(lab_->bridge_ns, "br0"); !st.ok()) return st;
-      // Before gRPC or ZeroMQ start any thread: threads started later inherit the namespace.
-      return EnterNamespace(lab_->bridge_ns, &lab_->original_netns_fd);
-    }();
+    absl::StatusOr<std::unique_ptr<BridgeLab>> lab = BridgeLab::Create(kNetnsPrefix);
+    lab_setup_ = lab.status();
+    if (lab.ok()) lab_ = lab->release();
   }
 
   static void TearDownTestSuite() {
-    if (lab_ == nullptr) return;
-    ReturnToNamespace(lab_->original_netns_fd);
     delete lab_;
     lab_ = nullptr;
   }
@@ -117,13 +88,13 @@ class MultiNodeTest : public ::testing::Test {
     ASSERT_NE(lab_, nullptr);
     ASSERT_TRUE(lab_setup_.ok()) << lab_setup_;
     subnet_ = ++tests_run_;
-    ASSERT_TRUE(Ip({"-n", lab_->bridge_ns, "addr", "add", absl::StrCat(Address(254), "/24"),
-                    "dev", "br0"})
+    ASSERT_TRUE(Ip({"-n", lab_->ns(), "addr", "add", absl::StrCat(Address(254), "/24"), "dev",
+                    BridgeLab::kBridge})
                     .ok());
     for (int n = 1; n <= kNodes; ++n) {
       ASSERT_TRUE(namespaces_.Add(Netns(n)).ok());
-      absl::Status st =
-          AttachHost(lab_->bridge_ns, "br0", Netns(n), Veth(n), absl::StrCat(Address(n), "/24"));
+      absl::Status st = AttachHost(lab_->ns(), BridgeLab::kBridge, Netns(n), Veth(n),
+                                   absl::StrCat(Address(n), "/24"));
       ASSERT_TRUE(st.ok()) << st;
     }
     ASSERT_NO_FATAL_FAILURE(StartDirectory());
@@ -155,20 +126,21 @@ class MultiNodeTest : public ::testing::Test {
     if (HasFailure()) {
       std::cerr << "---- directory log tail:\n" << TailFile(directory_log_, 20) << "\n";
       for (auto& [n, proxy] : proxies_) {
-        std::cerr << "---- proxy " << n << " log tail:\n" << TailFile(proxy->log_path(), 30) << "\n";
+        std::cerr << "---- proxy " << n << " log tail:\n"
+                  << TailFile(proxy->log_path(), 30) << "\n";
       }
       for (const auto& [name, path] : output_paths_) {
         std::cerr << "---- " << name << " output tail:\n" << TailFile(path, 15) << "\n";
       }
     }
-    transports_.clear();   // before the proxies they talk to
-    children_.clear();     // zmeshctl serve/listen (SIGKILL)
+    transports_.clear();  // before the proxies they talk to
+    children_.clear();    // zmeshctl serve/listen (SIGKILL)
     proxies_.clear();
     directory_.reset();
     directory_process_.reset();
     if (lab_ == nullptr || subnet_ == 0) return;
-    (void)Ip({"-n", lab_->bridge_ns, "addr", "del", absl::StrCat(Address(254), "/24"), "dev",
-              "br0"});
+    (void)Ip({"-n", lab_->ns(), "addr", "del", absl::StrCat(Address(254), "/24"), "dev",
+              BridgeLab::kBridge});
   }
 
   std::string Address(int host) const { return absl::StrCat("10.214.", subnet_, ".", host); }
@@ -259,7 +231,7 @@ class MultiNodeTest : public ::testing::Test {
     return false;
   }
 
-  static Lab* lab_;
+  static BridgeLab* lab_;
   static absl::Status lab_setup_;
   static int tests_run_;
 
@@ -276,7 +248,7 @@ class MultiNodeTest : public ::testing::Test {
   std::unique_ptr<client::DirectoryClient> directory_;
 };
 
-Lab* MultiNodeTest::lab_ = nullptr;
+BridgeLab* MultiNodeTest::lab_ = nullptr;
 absl::Status MultiNodeTest::lab_setup_ = absl::OkStatus();
 int MultiNodeTest::tests_run_ = 0;
 
@@ -315,14 +287,17 @@ TEST_F(MultiNodeTest, GroupCallsRotateOverEveryNodeAndFanoutReachesEach) {
 }
 
 TEST_F(MultiNodeTest, EveryPoolGetsEachNotificationOnceAcrossNodes) {
-  const std::string a1 = StartCtl(1, "a1", {"listen", "events", "--priority", "info", "--pool", "a"});
-  const std::string a2 = StartCtl(2, "a2", {"listen", "events", "--priority", "info", "--pool", "a"});
-  const std::string b3 = StartCtl(3, "b3", {"listen", "events", "--priority", "info", "--pool", "b"});
+  const std::string a1 =
+      StartCtl(1, "a1", {"listen", "events", "--priority", "info", "--pool", "a"});
+  const std::string a2 =
+      StartCtl(2, "a2", {"listen", "events", "--priority", "info", "--pool", "a"});
+  const std::string b3 =
+      StartCtl(3, "b3", {"listen", "events", "--priority", "info", "--pool", "b"});
   Transport& client = ClientOn(2);
   constexpr int kMessages = 6;
   for (int i = 0; i < kMessages; ++i) {
-    ASSERT_TRUE(client.Notify({.topic = "events", .priority = "info"}, absl::StrCat("<n ", i, ">"))
-                    .ok());
+    ASSERT_TRUE(
+        client.Notify({.topic = "events", .priority = "info"}, absl::StrCat("<n ", i, ">")).ok());
   }
   for (int i = 0; i < kMessages; ++i) {
     const std::string needle = absl::StrCat("<n ", i, ">");
@@ -342,7 +317,7 @@ TEST_F(MultiNodeTest, PartitionedNodeIsLeftOutThenComesBack) {
   for (int i = 0; i < kNodes; ++i) ASSERT_NO_FATAL_FAILURE(CallGroup(client, "warm", i));
 
   // Cut node 3 off: its proxy can reach neither the directory nor the clients.
-  ASSERT_TRUE(Ip({"-n", lab_->bridge_ns, "link", "set", Veth(3), "nomaster"}).ok());
+  ASSERT_TRUE(lab_->Detach(Veth(3)).ok());
   // Every group call still succeeds: one that went to node 3 before it was known lost is
   // resent to another member, well within its deadline.
   int i = 0;
@@ -363,7 +338,7 @@ TEST_F(MultiNodeTest, PartitionedNodeIsLeftOutThenComesBack) {
             << " ms after the cut\n";
 
   // Healed: node 3's proxy registers again (its old lease expired) and serves again.
-  ASSERT_TRUE(Ip({"-n", lab_->bridge_ns, "link", "set", Veth(3), "master", "br0"}).ok());
+  ASSERT_TRUE(lab_->Reattach(Veth(3)).ok());
   ASSERT_TRUE(Eventually([&] { return NodeRegistered(3); }, 20000));
   int j = 0;
   ASSERT_TRUE(Eventually(

@@ -48,17 +48,14 @@ namespace zmesh {
 namespace {
 
 namespace dir = ::zmesh::directory::v1;
-using testing::AddBridge;
 using testing::AttachHost;
 using testing::BinPath;
-using testing::EnterNamespace;
+using testing::BridgeLab;
+using testing::CommandResult;
+using testing::Eventually;
 using testing::Ip;
 using testing::IpPath;
 using testing::Namespaces;
-using testing::RemoveLeftoverNamespaces;
-using testing::ReturnToNamespace;
-using testing::CommandResult;
-using testing::Eventually;
 using testing::RunCommand;
 using testing::Subprocess;
 using testing::TailFile;
@@ -79,13 +76,6 @@ int64_t NowMs() {
       .count();
 }
 
-// The bridge namespace, shared by the tests of this binary and entered by the test process.
-struct Lab {
-  Namespaces namespaces;
-  std::string bridge_ns;
-  int original_netns_fd = -1;  // to return to at the end
-};
-
 std::string ReplicaAddress(int subnet, int n, int port) {
   return absl::StrCat("10.213.", subnet, ".", n, ":", port);
 }
@@ -94,20 +84,12 @@ class PartitionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (geteuid() != 0) return;  // each test fails with the reason
-    RemoveLeftoverNamespaces(kNetnsPrefix);
-    lab_ = new Lab;
-    lab_->bridge_ns = absl::StrCat(kNetnsPrefix, getpid(), "-br");
-    lab_setup_ = [] {
-      if (absl::Status st = lab_->namespaces.Add(lab_->bridge_ns); !st.ok()) return st;
-      if (absl::Status st = AddBridge(lab_->bridge_ns, "br0"); !st.ok()) return st;
-      // Before gRPC starts any thread: every thread it starts later inherits the namespace.
-      return EnterNamespace(lab_->bridge_ns, &lab_->original_netns_fd);
-    }();
+    absl::StatusOr<std::unique_ptr<BridgeLab>> lab = BridgeLab::Create(kNetnsPrefix);
+    lab_setup_ = lab.status();
+    if (lab.ok()) lab_ = lab->release();
   }
 
   static void TearDownTestSuite() {
-    if (lab_ == nullptr) return;
-    ReturnToNamespace(lab_->original_netns_fd);
     delete lab_;
     lab_ = nullptr;
   }
@@ -120,8 +102,8 @@ class PartitionTest : public ::testing::Test {
     ASSERT_TRUE(lab_setup_.ok()) << lab_setup_;
     subnet_ = ++tests_run_;
     // This test's subnet on the bridge, for the test process.
-    ASSERT_TRUE(Ip({"-n", lab_->bridge_ns, "addr", "add",
-                    absl::StrCat("10.213.", subnet_, ".254/24"), "dev", "br0"})
+    ASSERT_TRUE(Ip({"-n", lab_->ns(), "addr", "add", absl::StrCat("10.213.", subnet_, ".254/24"),
+                    "dev", BridgeLab::kBridge})
                     .ok());
     std::vector<std::string> peers;
     for (int n = 1; n <= kReplicas; ++n) {
@@ -131,7 +113,7 @@ class PartitionTest : public ::testing::Test {
       const std::string ns = Netns(n);
       ASSERT_TRUE(namespaces_.Add(ns).ok());
       // eth0 inside the replica's namespace, Veth(n) on the bridge.
-      absl::Status st = AttachHost(lab_->bridge_ns, "br0", ns, Veth(n),
+      absl::Status st = AttachHost(lab_->ns(), BridgeLab::kBridge, ns, Veth(n),
                                    absl::StrCat("10.213.", subnet_, ".", n, "/24"));
       ASSERT_TRUE(st.ok()) << st;
     }
@@ -149,8 +131,8 @@ class PartitionTest : public ::testing::Test {
     // Replicas first (SIGKILL), then their namespaces (the member order does the rest).
     replicas_.clear();
     if (lab_ == nullptr || subnet_ == 0) return;
-    (void)Ip({"-n", lab_->bridge_ns, "addr", "del", absl::StrCat("10.213.", subnet_, ".254/24"),
-              "dev", "br0"});
+    (void)Ip({"-n", lab_->ns(), "addr", "del", absl::StrCat("10.213.", subnet_, ".254/24"), "dev",
+              BridgeLab::kBridge});
   }
 
   std::string Netns(int n) const {
@@ -191,12 +173,8 @@ class PartitionTest : public ::testing::Test {
   }
 
   // Cuts replica n off the bridge (its own interface stays up), or reattaches it.
-  void Isolate(int n) {
-    ASSERT_TRUE(Ip({"-n", lab_->bridge_ns, "link", "set", Veth(n), "nomaster"}).ok());
-  }
-  void Heal(int n) {
-    ASSERT_TRUE(Ip({"-n", lab_->bridge_ns, "link", "set", Veth(n), "master", "br0"}).ok());
-  }
+  void Isolate(int n) { ASSERT_TRUE(lab_->Detach(Veth(n)).ok()); }
+  void Heal(int n) { ASSERT_TRUE(lab_->Reattach(Veth(n)).ok()); }
 
   struct Stubs {
     std::shared_ptr<grpc::Channel> channel;
@@ -377,7 +355,7 @@ class PartitionTest : public ::testing::Test {
     }
   }
 
-  static Lab* lab_;                // the bridge namespace; created once per binary
+  static BridgeLab* lab_;          // the bridge namespace; created once per binary
   static absl::Status lab_setup_;  // how creating it went
   static int tests_run_;           // gives each test its own subnet and names
 
@@ -390,7 +368,7 @@ class PartitionTest : public ::testing::Test {
   int ctl_runs_ = 0;  // names zmeshctl output files
 };
 
-Lab* PartitionTest::lab_ = nullptr;
+BridgeLab* PartitionTest::lab_ = nullptr;
 absl::Status PartitionTest::lab_setup_ = absl::OkStatus();
 int PartitionTest::tests_run_ = 0;
 

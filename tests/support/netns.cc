@@ -103,8 +103,29 @@ absl::Status EnterNamespace(const std::string& name, int* original_fd) {
 
 void ReturnToNamespace(int fd) {
   if (fd < 0) return;
-  if (setns(fd, CLONE_NEWNET) != 0) std::cerr << "cannot return to the original network namespace\n";
+  if (setns(fd, CLONE_NEWNET) != 0)
+    std::cerr << "cannot return to the original network namespace\n";
   close(fd);
+}
+
+absl::StatusOr<std::unique_ptr<BridgeLab>> BridgeLab::Create(const std::string& prefix) {
+  RemoveLeftoverNamespaces(prefix);
+  std::unique_ptr<BridgeLab> lab(new BridgeLab);
+  lab->ns_ = absl::StrCat(prefix, getpid(), "-br");
+  if (absl::Status st = lab->namespaces_.Add(lab->ns_); !st.ok()) return st;
+  if (absl::Status st = AddBridge(lab->ns_, kBridge); !st.ok()) return st;
+  if (absl::Status st = EnterNamespace(lab->ns_, &lab->original_netns_fd_); !st.ok()) return st;
+  return lab;
+}
+
+BridgeLab::~BridgeLab() { ReturnToNamespace(original_netns_fd_); }
+
+absl::Status BridgeLab::Detach(const std::string& veth) const {
+  return Ip({"-n", ns_, "link", "set", veth, "nomaster"});
+}
+
+absl::Status BridgeLab::Reattach(const std::string& veth) const {
+  return Ip({"-n", ns_, "link", "set", veth, "master", kBridge});
 }
 
 }  // namespace zmesh::testing

@@ -3,10 +3,12 @@
 // CAP_NET_ADMIN); every address they create lives only inside namespaces the test made.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
 namespace zmesh::testing {
@@ -53,5 +55,32 @@ class Namespaces {
 [[nodiscard]] absl::Status EnterNamespace(const std::string& name, int* original_fd);
 // Returns to the namespace of `fd` and closes it.
 void ReturnToNamespace(int fd);
+
+// A bridge namespace shared by the tests of one binary: "<prefix><pid>-br" holding bridge "br0",
+// which the test process moves into (so it reaches every host attached to the bridge). Create it
+// once per binary, in SetUpTestSuite, before any library starts threads (see EnterNamespace).
+class BridgeLab {
+ public:
+  static constexpr char kBridge[] = "br0";
+
+  // Removes leftovers of earlier runs with the same prefix, creates the namespace and the
+  // bridge, and enters the namespace.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<BridgeLab>> Create(const std::string& prefix);
+  BridgeLab(const BridgeLab&) = delete;
+  BridgeLab& operator=(const BridgeLab&) = delete;
+  // Returns to the original namespace, then deletes the bridge namespace.
+  ~BridgeLab();
+
+  const std::string& ns() const { return ns_; }
+  // Cuts the host whose bridge-side veth is `veth` off the bridge, or attaches it again.
+  [[nodiscard]] absl::Status Detach(const std::string& veth) const;
+  [[nodiscard]] absl::Status Reattach(const std::string& veth) const;
+
+ private:
+  BridgeLab() = default;
+  Namespaces namespaces_;
+  std::string ns_;
+  int original_netns_fd_ = -1;
+};
 
 }  // namespace zmesh::testing

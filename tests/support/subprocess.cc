@@ -283,6 +283,11 @@ std::string TailFile(const std::string& path, int max_lines) {
   return absl::StrJoin(tail, "\n");
 }
 
+void KillAndReap(Subprocess& process) {
+  process.SignalGroup(SIGKILL);
+  (void)process.Wait(10000);
+}
+
 bool Eventually(const std::function<bool()>& condition, int64_t timeout_ms) {
   const absl::Time deadline = absl::Now() + absl::Milliseconds(timeout_ms);
   absl::Duration pause = absl::Milliseconds(2);

@@ -51,6 +51,9 @@ class Subprocess {
   pid_t pid_;  // 0 once reaped
 };
 
+// SIGKILLs the child's process group and reaps the child (waiting up to 10 s).
+void KillAndReap(Subprocess& process);
+
 // "exited with status 3", "killed by signal 9 (Killed)" for a raw wait status.
 std::string DescribeWaitStatus(int wait_status);
 
