@@ -22,6 +22,10 @@ function(zmesh_executable name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS})
 endfunction()
 
+# zmesh_unit_tests: every test labelled "unit" (and what they run), so a build can make just
+# those (scripts/test's sanitizer pass runs only the unit label).
+add_custom_target(zmesh_unit_tests)
+
 # zmesh_add_test(NAME SOURCES ... DEPS ... [LABELS ...] [TIMEOUT s])
 # Every test binary is registered with ctest under the given labels ("unit" by default;
 # "integration" for multi-process tests that start real daemons).
@@ -38,6 +42,9 @@ function(zmesh_add_test name)
   target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest GTest::gtest_main)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   add_test(NAME ${name} COMMAND ${name})
+  if("unit" IN_LIST ARG_LABELS)
+    add_dependencies(zmesh_unit_tests ${name})
+  endif()
   set_tests_properties(${name} PROPERTIES
     LABELS "${ARG_LABELS}"
     TIMEOUT ${ARG_TIMEOUT}
