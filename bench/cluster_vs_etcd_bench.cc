@@ -36,7 +36,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -825,14 +824,9 @@ int Main(int argc, char** argv) {
       "zmesh-bench-cluster [--quick] [--duration-ms N] [--warmup-ms N] [--failovers N]\n"
       "  Compares a 3-replica zmesh-directory with a 3-member etcd on loopback; see "
       "bench/README.md.");
-  std::vector<std::string> args = NormalizeFlagNames(argc, argv);
-  std::vector<char*> arg_ptrs;
-  arg_ptrs.reserve(args.size());
-  for (std::string& arg : args) arg_ptrs.push_back(arg.data());
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  const std::vector<std::string> positional = ParseFlags(argc, argv);
   if (positional.size() > 1) {
-    fprintf(stderr, "unexpected argument: %s\n", positional[1]);
+    fprintf(stderr, "unexpected argument: %s\n", positional[1].c_str());
     return 2;
   }
   const bool quick = absl::GetFlag(FLAGS_quick) || !absl::GetFlag(FLAGS_benchmark_min_time).empty();

@@ -31,7 +31,6 @@
 #include <zmq.hpp>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
@@ -264,14 +263,9 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "zmesh-bench-dataplane [--duration-ms N] [--warmup-ms N] [--callers N] [--quick]\n"
       "  zmesh's data plane against raw libzmq on loopback; see bench/README.md.");
-  std::vector<std::string> args = NormalizeFlagNames(argc, argv);
-  std::vector<char*> arg_ptrs;
-  arg_ptrs.reserve(args.size());
-  for (std::string& arg : args) arg_ptrs.push_back(arg.data());
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  const std::vector<std::string> positional = ParseFlags(argc, argv);
   if (positional.size() > 1) {
-    fprintf(stderr, "unexpected argument: %s\n", positional[1]);
+    fprintf(stderr, "unexpected argument: %s\n", positional[1].c_str());
     return 2;
   }
   const std::string role = absl::GetFlag(FLAGS_role);

@@ -2,7 +2,6 @@
 // (libzmesh), like `nats req` / `nats sub`, for operators debugging a live system. These commands
 // do not talk to the directory: the proxy at --ipc-dir resolves targets for them.
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -25,6 +24,7 @@
 #include "absl/time/time.h"
 #include "cli/commands.h"
 #include "cli/signals.h"
+#include "common/flags.h"
 #include "zmesh/notification_listener.h"
 #include "zmesh/server.h"
 #include "zmesh/transport.h"
@@ -135,12 +135,6 @@ std::string IpcDir(const ParsedArgs& args) {
   if (args.Has("ipc-dir")) return args.GetString("ipc-dir");
   if (const char* env = std::getenv(kIpcDirEnv); env != nullptr && *env != '\0') return env;
   return kDefaultIpcDir;
-}
-
-std::string HostName() {
-  char name[HOST_NAME_MAX + 1] = {};
-  if (gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "localhost";
-  return name;
 }
 
 // Connects to the proxy at --ipc-dir. A missing control socket is reported at once, naming the
@@ -351,7 +345,7 @@ void WaitForStopSignal() {
 absl::Status Serve(Context& ctx) {
   StopSignals::Get().EnableGracefulStop();
   Target target = TargetFromArgs(ctx.args, /*with_server=*/true);
-  if (target.server.empty()) target.server = HostName();
+  if (target.server.empty()) target.server = zmesh::HostName();
   if (absl::Status s = RequireName(target.topic, "TOPIC"); !s.ok()) return s;
   const bool echo = ctx.args.GetBool("echo");
   const bool fail = ctx.args.Has("fail");

@@ -3,11 +3,9 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <string>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
@@ -54,19 +52,6 @@ int Fail(const std::string& message) {
   return 1;
 }
 
-// Writes atomically: readers see the whole address or no file.
-bool WriteReadyFile(const std::string& path, const std::string& address) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << address << "\n";
-    if (!out.good()) return false;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  return !ec;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -75,12 +60,7 @@ int main(int argc, char** argv) {
       "                [--initial-cluster 1=HOST:PORT,2=HOST:PORT,3=HOST:PORT | --join]]\n"
       "Serves the zmesh directory (nodes, registrations, leases, watch) over gRPC, replicated\n"
       "with Raft.");
-  std::vector<std::string> args = zmesh::NormalizeFlagNames(argc, argv);
-  std::vector<char*> arg_ptrs;
-  arg_ptrs.reserve(args.size());
-  for (std::string& arg : args) arg_ptrs.push_back(arg.data());
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  const std::vector<std::string> positional = zmesh::ParseFlags(argc, argv);
   if (positional.size() > 1) return Fail(absl::StrCat("unexpected argument: ", positional[1]));
 
   zmesh::log::Level level;
@@ -174,7 +154,7 @@ int main(int argc, char** argv) {
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
   options.on_joined = [ready_file](const std::string& address) {
-    if (!ready_file.empty() && !WriteReadyFile(ready_file, address)) {
+    if (!ready_file.empty() && !zmesh::WriteFileAtomically(ready_file, address + "\n")) {
       ZLOG_ERROR("cannot write ready file %s", ready_file);
     }
   };

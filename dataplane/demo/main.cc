@@ -20,7 +20,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -184,12 +183,7 @@ int main(int argc, char** argv) {
       "Starts three zmesh-proxy processes (node-a, node-b, node-c) against a running directory\n"
       "and walks through CALL, CAST, FANOUT and NOTIFY between them. Exit code 0 when every\n"
       "step behaved as expected.");
-  std::vector<std::string> args = zmesh::NormalizeFlagNames(argc, argv);
-  std::vector<char*> arg_ptrs;
-  arg_ptrs.reserve(args.size());
-  for (std::string& arg : args) arg_ptrs.push_back(arg.data());
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  const std::vector<std::string> positional = zmesh::ParseFlags(argc, argv);
   if (positional.size() > 1) {
     return zmesh::demo::Fail(absl::StrCat("unexpected argument: ", positional[1]));
   }

@@ -1,18 +1,15 @@
 // zmesh-proxy: the per-node data-plane daemon (docs/wire-protocol.md, docs/operations.md).
 #include <signal.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
@@ -98,25 +95,6 @@ std::string CheckArguments(const std::vector<std::string>& args) {
   return "";
 }
 
-std::string HostName() {
-  char host[256] = {0};
-  if (gethostname(host, sizeof(host) - 1) != 0) return "localhost";
-  return host;
-}
-
-// Writes atomically: readers see the whole line or no file.
-bool WriteReadyFile(const std::string& path, const std::string& line) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << line << "\n";
-    if (!out.good()) return false;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  return !ec;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -131,11 +109,7 @@ int main(int argc, char** argv) {
   if (std::string bad = CheckArguments(args); !bad.empty()) {
     return Fail(kExitUsage, absl::StrCat(bad, " (see --help)"));
   }
-  std::vector<char*> arg_ptrs;
-  arg_ptrs.reserve(args.size());
-  for (std::string& arg : args) arg_ptrs.push_back(arg.data());
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  const std::vector<std::string> positional = zmesh::ParseFlags(std::move(args));
   if (positional.size() > 1) {
     return Fail(kExitUsage, absl::StrCat("unexpected argument: ", positional[1]));
   }
@@ -159,13 +133,13 @@ int main(int argc, char** argv) {
   }
   options.directory = *addresses;
   options.node_name = absl::GetFlag(FLAGS_node_name);
-  if (options.node_name.empty()) options.node_name = HostName();
+  if (options.node_name.empty()) options.node_name = zmesh::HostName();
   if (absl::Status st = zmesh::wire::ValidateName("--node-name", options.node_name, true);
       !st.ok()) {
     return Fail(kExitUsage, std::string(st.message()));
   }
   options.advertise_host = absl::GetFlag(FLAGS_advertise_host);
-  if (options.advertise_host.empty()) options.advertise_host = HostName();
+  if (options.advertise_host.empty()) options.advertise_host = zmesh::HostName();
   options.bind = absl::GetFlag(FLAGS_bind);
   if (options.bind.empty()) return Fail(kExitUsage, "--bind must not be empty");
   const std::pair<const char*, int> ports[] = {
@@ -220,7 +194,7 @@ int main(int argc, char** argv) {
   options.on_node_registered = [ready_file, ready_line, ready_written, ports_known] {
     if (ready_file.empty() || ready_written->exchange(true)) return;
     ports_known->WaitForNotification();
-    if (!WriteReadyFile(ready_file, *ready_line)) {
+    if (!zmesh::WriteFileAtomically(ready_file, *ready_line + "\n")) {
       ZLOG_ERROR("cannot write ready file %s", ready_file);
     }
   };
