@@ -526,29 +526,7 @@ void Engine::OnReady() {
     started_ = true;
   }
   // Announces (again, after a proxy restart), then lookups: docs/wire-protocol.md.
-  for (size_t i = 0; i < registrations_.size(); ++i) {
-    v1::LocalRequest request;
-    *request.mutable_announce()->mutable_registration() = registrations_[i].registration;
-    const dv1::Registration reg = registrations_[i].registration;
-    const Sink* sink = registrations_[i].sink;
-    SendControlRequest(std::move(request), [this, reg, sink](const v1::LocalResponse& r) {
-      for (RegEntry& entry : registrations_) {
-        if (entry.sink != sink || !SameRegistration(entry.registration, reg)) continue;
-        if (!entry.done) continue;
-        if (stop_) {
-          std::move(entry.done)(absl::UnavailableError("transport closed"));
-        } else if (r.code() == 0 || r.code() == static_cast<int>(absl::StatusCode::kUnavailable)) {
-          // UNAVAILABLE: the proxy holds it until the directory is back (server.h).
-          std::move(entry.done)(absl::OkStatus());
-        } else {
-          std::move(entry.done)(absl::Status(static_cast<absl::StatusCode>(r.code()),
-                                             absl::StrCat("announcing ", reg.topic(), ": ",
-                                                          r.message())));
-        }
-        entry.done = nullptr;
-      }
-    });
-  }
+  for (const RegEntry& entry : registrations_) SendAnnounce(entry.registration, entry.sink);
   for (auto& [key, pair] : pairs_) {
     pair.query_in_flight = false;
     SendLookup(key);
@@ -644,6 +622,28 @@ void Engine::OnLookup(const v1::LookupResult& result, bool fresh, bool is_update
 // ---------------------------------------------------------------------------------------------
 // Registrations and incoming messages.
 
+void Engine::SendAnnounce(const dv1::Registration& registration, const Sink* sink) {
+  v1::LocalRequest request;
+  *request.mutable_announce()->mutable_registration() = registration;
+  SendControlRequest(std::move(request), [this, registration, sink](const v1::LocalResponse& r) {
+    for (RegEntry& entry : registrations_) {
+      if (entry.sink != sink || !SameRegistration(entry.registration, registration)) continue;
+      if (!entry.done) continue;
+      if (stop_) {
+        std::move(entry.done)(absl::UnavailableError("transport closed"));
+      } else if (r.code() == 0 || r.code() == static_cast<int>(absl::StatusCode::kUnavailable)) {
+        // UNAVAILABLE: the proxy holds it until the directory is back (server.h).
+        std::move(entry.done)(absl::OkStatus());
+      } else {
+        std::move(entry.done)(absl::Status(
+            static_cast<absl::StatusCode>(r.code()),
+            absl::StrCat("announcing ", registration.topic(), ": ", r.message())));
+      }
+      entry.done = nullptr;
+    }
+  });
+}
+
 void Engine::Announce(dv1::Registration registration, Sink* sink, StatusDone done) {
   PostOrRun([this, registration = std::move(registration), sink,
              done = std::move(done)]() mutable {
@@ -654,24 +654,7 @@ void Engine::Announce(dv1::Registration registration, Sink* sink, StatusDone don
     registrations_.push_back(RegEntry{registration, sink, std::move(done)});
     RebuildSinks();
     if (!ready_) return;  // OnReady announces it
-    v1::LocalRequest request;
-    *request.mutable_announce()->mutable_registration() = registration;
-    SendControlRequest(std::move(request), [this, registration, sink](const v1::LocalResponse& r) {
-      for (RegEntry& entry : registrations_) {
-        if (entry.sink != sink || !SameRegistration(entry.registration, registration)) continue;
-        if (!entry.done) continue;
-        if (stop_) {
-          std::move(entry.done)(absl::UnavailableError("transport closed"));
-        } else if (r.code() == 0 || r.code() == static_cast<int>(absl::StatusCode::kUnavailable)) {
-          std::move(entry.done)(absl::OkStatus());
-        } else {
-          std::move(entry.done)(absl::Status(
-              static_cast<absl::StatusCode>(r.code()),
-              absl::StrCat("announcing ", registration.topic(), ": ", r.message())));
-        }
-        entry.done = nullptr;
-      }
-    });
+    SendAnnounce(registration, sink);
   });
 }
 

@@ -253,6 +253,9 @@ class Engine {
   void SendAttach();
   void OnAttached(int index);
   void OnReady();
+  // Sends an Announce for the registration; its answer completes the `done` of the matching
+  // RegEntry (if still pending).
+  void SendAnnounce(const ::zmesh::directory::v1::Registration& registration, const Sink* sink);
   void PingTick();
   void AttachTick();
   void HeartbeatTick(uint64_t token);
