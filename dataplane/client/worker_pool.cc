@@ -12,15 +12,13 @@ WorkerPool::WorkerPool(int threads) {
 
 WorkerPool::~WorkerPool() { Stop(); }
 
-size_t WorkerPool::queued() const {
-  absl::MutexLock lock(&mu_);
-  return tasks_.size();
-}
+size_t WorkerPool::queued() const { return queued_.load(std::memory_order_relaxed); }
 
 bool WorkerPool::Submit(Task task) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return false;
   tasks_.push_back(std::move(task));
+  queued_.store(tasks_.size(), std::memory_order_relaxed);
   return true;
 }
 
@@ -48,6 +46,7 @@ void WorkerPool::Run() {
       if (tasks_.empty()) return;  // stopping and drained
       task = std::move(tasks_.front());
       tasks_.pop_front();
+      queued_.store(tasks_.size(), std::memory_order_relaxed);
     }
     std::move(task)();
   }

@@ -2,6 +2,7 @@
 // handlers of a Server or NotificationListener, and the completion callbacks of a Transport.
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <thread>
 #include <vector>
@@ -24,7 +25,7 @@ class WorkerPool {
 
   // Queues a task; false (task dropped) once stopped.
   bool Submit(Task task);
-  // Tasks queued and not yet started.
+  // Tasks queued and not yet started (lock-free: the engine's I/O loop asks on every round).
   size_t queued() const;
   // Runs every task already queued, waits for them, then joins the threads. Idempotent.
   void Stop();
@@ -32,9 +33,10 @@ class WorkerPool {
  private:
   void Run();
 
-  mutable absl::Mutex mu_;
+  absl::Mutex mu_;
   std::deque<Task> tasks_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::atomic<size_t> queued_{0};  // tasks_.size(), written under mu_
   std::vector<std::thread> threads_;
   absl::Mutex join_mu_;  // serializes Stop() callers
 };
