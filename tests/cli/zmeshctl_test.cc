@@ -380,6 +380,7 @@ TEST_F(ZmeshctlTest, StatusShowsTheReplica) {
   EXPECT_THAT(lines[1], ::testing::MatchesRegex("1 +" + directory_->address() +
                                                 " +leader +[0-9]+ +1 +[0-9]+ +[0-9]+ +0 +[0-9]+"));
   EXPECT_THAT(lines[2], HasSubstr("1 nodes"));
+  EXPECT_EQ(lines.back(), "Health: healthy");
 
   google::protobuf::Struct status =
       ParseJson<google::protobuf::Struct>(CtlOk({"status", "-o", "json"}));
@@ -390,6 +391,8 @@ TEST_F(ZmeshctlTest, StatusShowsTheReplica) {
   EXPECT_EQ(endpoint.fields().at("status").struct_value().fields().at("nodes").string_value(), "1");
   EXPECT_EQ(endpoint.fields().at("lag").string_value(), "0");
   EXPECT_EQ(status.fields().at("leader_id").string_value(), "1");
+  EXPECT_EQ(status.fields().at("health").struct_value().fields().at("verdict").string_value(),
+            "healthy");
 }
 
 TEST_F(ZmeshctlTest, LeasesGrantListShowRevoke) {
@@ -652,7 +655,8 @@ TEST_F(ClusterCtlTest, LeaderTransferPrintsTheNewLeader) {
 TEST_F(ClusterCtlTest, StatusShowsEveryMemberWithItsLag) {
   // One address: the other members come from ListMembers.
   std::vector<std::string> lines = Lines(CtlOkAt(Follower(), {"status"}));
-  ASSERT_EQ(lines.size(), 5u) << absl::StrJoin(lines, "\n");
+  // Header, one row per replica, the leader's summary, nodes and leases, the verdict.
+  ASSERT_EQ(lines.size(), 7u) << absl::StrJoin(lines, "\n");
   for (uint64_t id : {1, 2, 3}) {
     EXPECT_THAT(lines[id], ::testing::MatchesRegex(
                                absl::StrCat(id, " +", cluster_->grpc_address(id), " +",
@@ -679,7 +683,11 @@ TEST_F(ClusterCtlTest, StatusShowsEveryMemberWithItsLag) {
                                "\n", dead, " +", cluster_->grpc_address(dead), " +UNREACHABLE")));
   EXPECT_THAT(partial.out,
               HasSubstr("UNREACHABLE " + cluster_->grpc_address(dead) + ": UNAVAILABLE: "));
-  EXPECT_EQ(partial.err, "zmeshctl: UNAVAILABLE: some replicas did not answer (see above)\n");
+  // A replica down in a cluster that keeps its quorum: degraded, not unavailable.
+  const std::string reason =
+      absl::StrCat("replica ", dead, " (", cluster_->grpc_address(dead), ") did not answer");
+  EXPECT_THAT(partial.out, HasSubstr("\nHealth: degraded: " + reason + " (UNAVAILABLE)\n"));
+  EXPECT_EQ(partial.err, "zmeshctl: FAILED_PRECONDITION: degraded: " + reason + " (UNAVAILABLE)\n");
 }
 
 TEST_F(ClusterCtlTest, StaleReadsAnswerFromTheOneReplicaGiven) {
