@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
 #include "python/src/completion.h"
 #include "python/src/gil.h"
 #include "python/src/transport_core.h"
@@ -196,13 +198,31 @@ absl::StatusOr<std::shared_ptr<Inbox>> Inbox::StartListener(
   return inbox;
 }
 
-void Inbox::Stop(const std::string& drain_error, bool abandon) {
-  // First the queue, so workers waiting for room or for Python's answer can return and the
-  // libzmesh Stop below (which waits for running handlers) does not wait for Python forever.
-  queue_->Stop(drain_error, abandon);
+void Inbox::Stop(const std::string& drain_error, bool abandon, int64_t grace_ms) {
+  if (grace_ms <= 0 || abandon) {
+    // The queue first, so workers waiting for room or for Python's answer return and libzmesh's
+    // Stop (which waits for running handlers) does not wait for Python.
+    queue_->Stop(drain_error, abandon);
+    absl::MutexLock lock(&stop_mu_);
+    if (server_ != nullptr) server_->Stop();
+    if (listener_ != nullptr) listener_->Stop();
+    return;
+  }
   absl::MutexLock lock(&stop_mu_);
-  if (server_ != nullptr) server_->Stop();
-  if (listener_ != nullptr) listener_->Stop();
+  // Kept alive by stop_mu_ (~Inbox takes it) until `stopped` is notified below.
+  Server* server = server_.get();
+  NotificationListener* listener = listener_.get();
+  auto stopped = std::make_shared<absl::Notification>();
+  RunBlocking([server, listener, stopped] {
+    if (server != nullptr) server->Stop();
+    if (listener != nullptr) listener->Stop();
+    stopped->Notify();
+  });
+  if (!stopped->WaitForNotificationWithTimeout(absl::Milliseconds(grace_ms))) {
+    queue_->Stop(drain_error, /*abandon=*/false);  // lets handlers waiting for Python return
+  }
+  stopped->WaitForNotification();
+  queue_->Stop(drain_error, /*abandon=*/false);
 }
 
 Inbox::~Inbox() ABSL_NO_THREAD_SAFETY_ANALYSIS {

@@ -117,10 +117,14 @@ class Inbox {
   // libzmesh objects are leaked (their threads do not exist there).
   ~Inbox();
 
-  // Blocking: InboxQueue::Stop, then Server::Stop / NotificationListener::Stop (withdraws the
-  // target and waits for running handlers, i.e. for Python to answer popped CALLs unless
-  // `abandon`). Concurrent callers wait for the first; later calls only maybe abandon.
-  void Stop(const std::string& drain_error, bool abandon);
+  // Blocking. Server::Stop / NotificationListener::Stop (refuses new messages, withdraws the
+  // target, waits for running handlers: for Python to answer the CALLs it popped) and
+  // InboxQueue::Stop (fails unpopped CALLs with drain_error, drops other unpopped messages).
+  // grace_ms <= 0 or `abandon`: the queue first, then libzmesh's Stop. grace_ms > 0: libzmesh's
+  // Stop first while queued messages stay poppable, and the queue only once it returned or
+  // grace_ms passed (whichever first), so a Python that keeps popping loses nothing.
+  // Concurrent callers wait for the first.
+  void Stop(const std::string& drain_error, bool abandon, int64_t grace_ms = 0);
 
   const std::shared_ptr<InboxQueue>& queue() const { return queue_; }
   pid_t pid() const { return pid_; }

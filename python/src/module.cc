@@ -281,14 +281,15 @@ Pending CloseAsync(const std::shared_ptr<TransportCore>& core) {
   });
 }
 
-Pending StopInboxAsync(const std::shared_ptr<Inbox>& inbox, std::string drain_error) {
+Pending StopInboxAsync(const std::shared_ptr<Inbox>& inbox, std::string drain_error,
+                       int64_t grace_ms) {
   if (!SameProcess(inbox->pid())) {
     return {Completion::Failed(absl::UnavailableError(
                 "zmesh: this Inbox was created in the parent process before fork()")),
             ResultKind::kNone};
   }
-  return Blocking([inbox, drain_error = std::move(drain_error)] {
-    inbox->Stop(drain_error, /*abandon=*/false);
+  return Blocking([inbox, drain_error = std::move(drain_error), grace_ms] {
+    inbox->Stop(drain_error, /*abandon=*/false, grace_ms);
     return absl::OkStatus();
   });
 }
@@ -438,8 +439,12 @@ PYBIND11_MODULE(_zmesh, m) {
             return out;
           },
           py::arg("max") = 1, "Up to `max` messages, oldest first; [] when none. Never blocks.")
-      .def("stop_async", &StopInboxAsync, py::arg("drain_error") = py::bytes(""), Release(),
-           "Pending -> None. Stops receiving; unpopped CALLs fail with drain_error.")
+      .def("stop_async", &StopInboxAsync, py::arg("drain_error") = py::bytes(""),
+           py::arg("grace_ms") = 0, Release(),
+           "Pending -> None. Stops receiving (withdraws the target, waits for popped CALLs to be "
+           "answered); unpopped CALLs fail with drain_error, other unpopped messages are dropped "
+           "(dropped_on_stop). grace_ms > 0: queued messages stay poppable while the target is "
+           "withdrawn, up to grace_ms.")
       .def_property_readonly(
           "stopped", [](const std::shared_ptr<Inbox>& inbox) { return inbox->queue()->stopped(); })
       .def_property_readonly(

@@ -86,10 +86,20 @@ def _ms(seconds, name):
 
 
 def _select(fd, timeout_s):
-    """One select() for reading on fd (None: no timeout); EINTR is just an early return."""
+    """Waits once for fd to be readable (None: no timeout); EINTR is just an early return.
+
+    poll() when the select module has it (no FD_SETSIZE limit on fd numbers); eventlet's
+    monkey_patch() removes select.poll and makes select.select green, so under eventlet this is
+    the green select. Both are looked up at each call, not at import time.
+    """
     try:
-        # Looked up at each call: eventlet.monkey_patch() replaces select.select.
-        select.select([fd], [], [], timeout_s)
+        poll = getattr(select, "poll", None)
+        if poll is not None:
+            poller = poll()
+            poller.register(fd, select.POLLIN)
+            poller.poll(None if timeout_s is None else int(math.ceil(timeout_s * 1000)))
+        else:
+            select.select([fd], [], [], timeout_s)
     except InterruptedError:
         pass
     except OSError as e:
@@ -200,11 +210,15 @@ class Inbox(object):
         finally:
             lock.release()
 
-    def stop(self, drain_error=b""):
-        """Stops receiving (withdraws the target). CALLs still unpopped fail with
-        ``drain_error`` at once; other unpopped messages are dropped (``dropped_on_stop``).
-        Waits for CALLs already popped to be answered (or their Message collected)."""
-        wait(self._raw.stop_async(drain_error))
+    def stop(self, drain_error=b"", grace_s=0):
+        """Stops receiving: libzmesh refuses new messages (senders fail over to other members),
+        withdraws the target and waits for the CALLs already popped to be answered (or their
+        Message collected). Unpopped CALLs fail with ``drain_error`` (remote_error) so their
+        callers do not wait for their deadline; other unpopped messages are dropped and counted
+        (``dropped_on_stop``). With ``grace_s`` = 0 that happens first; with ``grace_s`` > 0,
+        queued messages stay poppable (keep calling get/pop from another thread) until the
+        withdrawal is done or ``grace_s`` passed."""
+        wait(self._raw.stop_async(drain_error, _ms(grace_s, "grace_s") if grace_s else 0))
 
 
 class Transport(object):
