@@ -395,6 +395,15 @@ absl::Status ShowStatus(Context& ctx) {
                                   ")"));
     }
   }
+  // Replicas on different versions are expected during a rolling upgrade, worth a note only.
+  std::set<std::string> versions;
+  for (const EndpointStatus& endpoint : endpoints) {
+    if (endpoint.status.ok()) versions.insert(OneLine(endpoint.status->version()));
+  }
+  if (versions.size() > 1) {
+    health.notes.push_back(
+        absl::StrCat("replicas run different versions: ", absl::StrJoin(versions, ", ")));
+  }
   if (members.ok()) {
     int voters = 0;
     int voters_answering = 0;
@@ -499,13 +508,13 @@ absl::Status ShowStatus(Context& ctx) {
     for (const std::string& note : health.notes) notes->add_values()->set_string_value(note);
     ctx.out << ToJson(root) << "\n";
   } else {
-    Table table(
-        {"ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "REVISION"});
+    Table table({"ID", "ENDPOINT", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "LAG", "REVISION",
+                 "VERSION"});
     std::vector<std::string> errors;
     for (const EndpointStatus& endpoint : endpoints) {
       if (!endpoint.status.ok()) {
         table.AddRow({endpoint.member_id != 0 ? absl::StrCat(endpoint.member_id) : "-",
-                      OneLine(endpoint.address), "UNREACHABLE", "-", "-", "-", "-", "-", "-"});
+                      OneLine(endpoint.address), "UNREACHABLE", "-", "-", "-", "-", "-", "-", "-"});
         errors.push_back(absl::StrCat(OneLine(endpoint.address), ": ",
                                       OneLine(ErrorText(endpoint.status.status()))));
         continue;
@@ -516,7 +525,8 @@ absl::Status ShowStatus(Context& ctx) {
                     absl::StrCat(s.term()),
                     s.leader_id() == 0 ? "none" : absl::StrCat(s.leader_id()),
                     absl::StrCat(s.commit_index()), absl::StrCat(s.applied_index()),
-                    behind.has_value() ? absl::StrCat(*behind) : "-", absl::StrCat(s.revision())});
+                    behind.has_value() ? absl::StrCat(*behind) : "-", absl::StrCat(s.revision()),
+                    OrDash(s.version())});
     }
     ctx.out << table.Render();
     for (const std::string& error : errors) ctx.out << "UNREACHABLE " << error << "\n";
@@ -547,6 +557,8 @@ absl::Status ShowStatus(Context& ctx) {
         ctx.out << "\n" << attention.Render();
       }
     }
+    if (!health.notes.empty()) ctx.out << "\n";
+    for (const std::string& note : health.notes) ctx.out << "Note: " << note << "\n";
     std::string verdict = absl::StrCat("\nHealth: ", VerdictName(health.verdict));
     if (!health.reasons.empty()) {
       std::vector<std::string> shown(

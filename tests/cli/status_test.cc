@@ -158,6 +158,8 @@ TEST_F(StatusTest, DrainingAndPermanentNodesAreNotedNotUnhealthy) {
   std::string table = Ctl({"status"}).out;
   EXPECT_THAT(table, ::testing::ContainsRegex(
                          "\nnode-a +[0-9]+ +4000 +[0-9]+ +draining: no new topic-only traffic\n"));
+  EXPECT_THAT(table, HasSubstr("\nNote: node node-a is draining\n"));
+  EXPECT_EQ(Lines(table).back(), "Health: healthy");
 }
 
 TEST_F(StatusTest, AProxyThatStopsRenewingShowsAsNotRenewed) {

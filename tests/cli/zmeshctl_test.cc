@@ -375,10 +375,12 @@ TEST_F(ZmeshctlTest, StatusShowsTheReplica) {
   CtlOk({"nodes", "register", "n", "--host", "h"});
   std::vector<std::string> lines = Lines(CtlOk({"status"}));
   ASSERT_GE(lines.size(), 3u);
-  EXPECT_THAT(lines[0], ::testing::MatchesRegex(
-                            "ID +ENDPOINT +ROLE +TERM +LEADER +COMMIT +APPLIED +LAG +REVISION"));
-  EXPECT_THAT(lines[1], ::testing::MatchesRegex("1 +" + directory_->address() +
-                                                " +leader +[0-9]+ +1 +[0-9]+ +[0-9]+ +0 +[0-9]+"));
+  EXPECT_THAT(lines[0],
+              ::testing::MatchesRegex(
+                  "ID +ENDPOINT +ROLE +TERM +LEADER +COMMIT +APPLIED +LAG +REVISION +VERSION"));
+  EXPECT_THAT(lines[1],
+              ::testing::MatchesRegex("1 +" + directory_->address() +
+                                      " +leader +[0-9]+ +1 +[0-9]+ +[0-9]+ +0 +[0-9]+ +[0-9.]+"));
   EXPECT_THAT(lines[2], HasSubstr("1 nodes"));
   EXPECT_EQ(lines.back(), "Health: healthy");
 
@@ -661,7 +663,7 @@ TEST_F(ClusterCtlTest, StatusShowsEveryMemberWithItsLag) {
     EXPECT_THAT(lines[id], ::testing::MatchesRegex(
                                absl::StrCat(id, " +", cluster_->grpc_address(id), " +",
                                             id == leader_ ? "leader" : "follower", " +[0-9]+ +",
-                                            leader_, " +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+")));
+                                            leader_, " +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9.]+")));
   }
   EXPECT_THAT(lines[4], ::testing::StartsWith(absl::StrCat("Leader ", leader_, " (term ")));
 
