@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/metrics/metrics_server.h"
 #include "controlplane/service/directory_server.h"
 #include "controlplane/store/sqlite_store.h"
 
@@ -36,12 +37,15 @@ ABSL_FLAG(int64_t, leader_wait_ms, 3000,
           "How long a request waits for a leader during an election before UNAVAILABLE.");
 ABSL_FLAG(std::string, ready_file, "",
           "Once serving and joined to the cluster, write the listening address to this file "
-          "(for scripts and tests).");
+          "(for scripts and tests); with --metrics-listen, a second line \"metrics=PORT\".");
 ABSL_FLAG(int64_t, history_revisions, 10000, "Revisions of change history kept for watchers.");
 ABSL_FLAG(int32_t, max_request_bytes, 1 << 20, "Largest request accepted, in bytes.");
 ABSL_FLAG(std::string, restore_backup, "",
           "Create the replica's state from this backup of directory.db (made with sqlite3 "
           ".backup) into an empty --data-dir, then exit. Start the replica normally afterwards.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free port, "
+          "written to the ready file). Empty: no metrics endpoint.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(std::string, log_format, "text", "text or json.");
 
@@ -74,6 +78,8 @@ int main(int argc, char** argv) {
   zmesh::log::SetLevel(level);
   zmesh::log::SetFormat(format);
   zmesh::log::SetPrefix(absl::StrCat("directory-", absl::GetFlag(FLAGS_id)));
+  // Until Raft has started, the role is unknown: "unavailable", term 0.
+  zmesh::log::SetRaftState(zmesh::raft::RoleName(zmesh::raft::Role::kUnavailable), 0);
 
   if (absl::GetFlag(FLAGS_data_dir).empty()) return Fail("--data-dir is required");
   if (const std::string backup = absl::GetFlag(FLAGS_restore_backup); !backup.empty()) {
@@ -153,10 +159,23 @@ int main(int argc, char** argv) {
   options.history_revisions = absl::GetFlag(FLAGS_history_revisions);
   options.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   const std::string ready_file = absl::GetFlag(FLAGS_ready_file);
-  options.on_joined = [ready_file](const std::string& address) {
-    if (!ready_file.empty() && !zmesh::WriteFileAtomically(ready_file, address + "\n")) {
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  if (!options.metrics_listen.empty()) {
+    if (absl::Status st = zmesh::metrics::ValidateListenAddress(options.metrics_listen); !st.ok()) {
+      return Fail(absl::StrCat("--metrics-listen: ", st.message()));
+    }
+  }
+  options.on_joined = [ready_file](const std::string& address, int metrics_port) {
+    // Line 1 is the gRPC address (what every reader of the file takes); the metrics port
+    // follows on its own line only when metrics are on.
+    std::string contents = address + "\n";
+    if (metrics_port > 0) absl::StrAppend(&contents, "metrics=", metrics_port, "\n");
+    if (!ready_file.empty() && !zmesh::WriteFileAtomically(ready_file, contents)) {
       ZLOG_ERROR("cannot write ready file %s", ready_file);
     }
+  };
+  options.on_role_changed = [](const zmesh::raft::ConsensusStatus& status) {
+    zmesh::log::SetRaftState(zmesh::raft::RoleName(status.role), status.term);
   };
   absl::StatusOr<std::unique_ptr<zmesh::service::DirectoryServer>> server =
       zmesh::service::DirectoryServer::Start(options);

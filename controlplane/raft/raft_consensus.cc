@@ -1,5 +1,6 @@
 #include "controlplane/raft/raft_consensus.h"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -95,6 +96,7 @@ struct RaftConsensus::Impl {
   std::vector<ApplyObserver*> observers;
   std::vector<RoleObserver*> role_observers;
   std::thread thread;
+  RaftStats stats;  // atomics
 
   // ---- shared, under mu ----
   mutable absl::Mutex mu;
@@ -125,6 +127,7 @@ struct RaftConsensus::Impl {
   std::multimap<uint64_t, AppliedWaiter> applied_waiters;  // by Raft index
   uint64_t ready_term = 0;  // term in which this leader's barrier committed (reads may skip one)
   ConsensusStatus last_notified;
+  uint64_t last_leader_id = 0;  // last known leader (0 before the first)
 
   // ---- threads hand work to the loop ----
   // Returns false (and does not run `work`) when the loop is not running.
@@ -297,11 +300,14 @@ struct RaftConsensus::Impl {
       status = now;
       members = std::move(configuration);
     }
+    if (now.leader_id != 0 && now.leader_id != last_leader_id) {
+      last_leader_id = now.leader_id;
+      stats.leader_changes.fetch_add(1, std::memory_order_relaxed);
+    }
     if (now.role != last_notified.role || now.term != last_notified.term ||
         now.leader_id != last_notified.leader_id) {
-      if (now.role != last_notified.role || now.leader_id != last_notified.leader_id) {
-        ZLOG_INFO("raft: %s in term %d, leader %d", RoleName(now.role), now.term, now.leader_id);
-      }
+      const bool log_change =
+          now.role != last_notified.role || now.leader_id != last_notified.leader_id;
       if (last_notified.role == Role::kLeader && now.role != Role::kLeader) {
         // Whatever was proposed and not yet applied may or may not be committed by the next
         // leader: its outcome is unknown.
@@ -313,7 +319,11 @@ struct RaftConsensus::Impl {
         }
       }
       last_notified = now;
+      // Observers first: one of them may put the new role and term in the log prefix.
       for (RoleObserver* observer : role_observers) observer->OnRoleChanged(now);
+      if (log_change) {
+        ZLOG_INFO("raft: %s in term %d, leader %d", RoleName(now.role), now.term, now.leader_id);
+      }
     }
     CompleteAppliedWaiters(now.applied_index);
     ExpireAppliedWaiters();
@@ -361,6 +371,7 @@ struct RaftConsensus::Impl {
     buf.len = entry.size();
     buf.base = raft_malloc(entry.size());
     if (buf.base == nullptr) {
+      stats.proposals_failed.fetch_add(1, std::memory_order_relaxed);
       std::move(done)(absl::ResourceExhaustedError("no memory for a log entry"));
       return;
     }
@@ -371,11 +382,24 @@ struct RaftConsensus::Impl {
     if (rv != 0) {
       raft_free(buf.base);
       delete req;
+      if (rv != RAFT_NOTLEADER) stats.proposals_failed.fetch_add(1, std::memory_order_relaxed);
       std::move(done)(rv == RAFT_NOTLEADER ? NotLeaderError(CurrentLeader())
                                            : RaftError(rv, "proposing", raft_errmsg(&raft)));
       return;
     }
-    proposals.emplace(req->index, std::move(done));
+    // Every way a proposal ends (applied, leadership lost, not committed, shutdown) runs this.
+    proposals.emplace(
+        req->index, [this, started = std::chrono::steady_clock::now(),
+                     done = std::move(done)](absl::StatusOr<store::CommandResult> result) mutable {
+          if (result.ok()) {
+            stats.proposals_committed.fetch_add(1, std::memory_order_relaxed);
+            stats.proposal_seconds.Observe(
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+          } else {
+            stats.proposals_failed.fetch_add(1, std::memory_order_relaxed);
+          }
+          std::move(done)(std::move(result));
+        });
   }
 
   static void OnApplyDone(struct raft_apply* req, int status, void* /*result*/) {
@@ -729,6 +753,16 @@ void RaftConsensus::TransferLeadership(uint64_t id,
     std::move (*shared)(absl::UnavailableError("directory replica is not running"));
   }
 }
+
+const RaftStats& RaftConsensus::stats() const { return impl_->stats; }
+
+const metrics::AtomicHistogram& RaftConsensus::apply_seconds() const {
+  return impl_->fsm.apply_seconds();
+}
+
+uint64_t RaftConsensus::snapshots_taken() const { return impl_->fsm.snapshots_taken(); }
+
+uint64_t RaftConsensus::snapshots_restored() const { return impl_->fsm.snapshots_restored(); }
 
 ConsensusStatus RaftConsensus::status() const {
   absl::MutexLock lock(&impl_->mu);

@@ -10,12 +10,14 @@
 // `snapshot_threshold` entries, keeping `snapshot_trailing` entries for lagging followers.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/metrics/histogram.h"
 #include "controlplane/raft/consensus.h"
 #include "controlplane/store/store.h"
 
@@ -43,6 +45,20 @@ struct RaftConsensusOptions {
   unsigned snapshot_trailing = 1024;
 };
 
+// What this replica's consensus did, for metrics. Thread-safe (relaxed atomics).
+struct RaftStats {
+  // Proposals this replica made as leader that were applied (including commands the state
+  // machine rejected, e.g. NOT_FOUND: they were committed all the same).
+  std::atomic<uint64_t> proposals_committed{0};
+  // Proposals that failed after reaching Raft: leadership lost, not committed, Raft errors.
+  // (A "not the leader" answer proposes nothing and is not counted.)
+  std::atomic<uint64_t> proposals_failed{0};
+  // Times this replica saw a new leader (a known leader id different from the last one).
+  std::atomic<uint64_t> leader_changes{0};
+  // Seconds from proposing on the leader to the command applied there.
+  metrics::AtomicHistogram proposal_seconds;
+};
+
 // Thread-safe.
 class RaftConsensus final : public Consensus {
  public:
@@ -68,6 +84,12 @@ class RaftConsensus final : public Consensus {
   std::vector<MemberInfo> members() const override;
   void AddObserver(ApplyObserver* observer) override;
   void AddRoleObserver(RoleObserver* observer) override;
+
+  const RaftStats& stats() const;
+  // Seconds spent applying each command to the store (every replica).
+  const metrics::AtomicHistogram& apply_seconds() const;
+  uint64_t snapshots_taken() const;
+  uint64_t snapshots_restored() const;
 
   // Parses "1=host:port,2=host:port" (ids > 0, distinct).
   static absl::StatusOr<std::vector<RaftPeer>> ParsePeers(absl::string_view text);

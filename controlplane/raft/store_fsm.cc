@@ -1,5 +1,6 @@
 #include "controlplane/raft/store_fsm.h"
 
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -86,7 +87,10 @@ int StoreFsm::Apply(struct raft_fsm* fsm, const struct raft_buffer* buf, void** 
     ZLOG_ERROR("entry %d: %s", index, std::string(command.status().message()));
     std::abort();
   }
+  const auto started = std::chrono::steady_clock::now();
   absl::StatusOr<store::CommandResult> applied = self->store_.Apply(index, *command);
+  self->apply_seconds_.Observe(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   if (!applied.ok()) {
     // The state machine cannot skip a committed command and stay in step with the others.
     ZLOG_ERROR("applying entry %d failed, stopping: %s", index,
@@ -121,7 +125,7 @@ int StoreFsm::TakeSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], uns
   buffers[0].len = data.size();
   *bufs = buffers;
   *n_bufs = 1;
-  ++self->snapshots_taken_;
+  self->snapshots_taken_.fetch_add(1, std::memory_order_relaxed);
   ZLOG_INFO("snapshot taken at store index %d (%d bytes)", self->store_.applied_index(),
             data.size());
   return 0;
@@ -148,7 +152,7 @@ int StoreFsm::Restore(struct raft_fsm* fsm, struct raft_buffer* buf) {
       ZLOG_ERROR("restoring snapshot failed: %s", std::string(restored.message()));
       return RAFT_CORRUPT;
     }
-    ++self->snapshots_restored_;
+    self->snapshots_restored_.fetch_add(1, std::memory_order_relaxed);
     ZLOG_INFO("restored snapshot at store index %d", snapshot_index);
     if (self->restored_hook_) self->restored_hook_();
   }

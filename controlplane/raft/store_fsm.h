@@ -7,6 +7,7 @@
 // each, little-endian), the store image (Store::Snapshot), zero padding to a multiple of 8.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -14,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/metrics/histogram.h"
 #include "controlplane/store/store.h"
 #include "zmesh/state/v1/command.pb.h"
 
@@ -50,8 +52,13 @@ class StoreFsm {
   // Called after the store was replaced by a snapshot (state jumped without commands).
   void set_restored_hook(std::function<void()> hook) { restored_hook_ = std::move(hook); }
 
-  uint64_t snapshots_taken() const { return snapshots_taken_; }
-  uint64_t snapshots_restored() const { return snapshots_restored_; }
+  // Statistics, readable from any thread.
+  uint64_t snapshots_taken() const { return snapshots_taken_.load(std::memory_order_relaxed); }
+  uint64_t snapshots_restored() const {
+    return snapshots_restored_.load(std::memory_order_relaxed);
+  }
+  // Seconds spent applying each command to the store.
+  const metrics::AtomicHistogram& apply_seconds() const { return apply_seconds_; }
 
  private:
   static int Apply(struct raft_fsm* fsm, const struct raft_buffer* buf, void** result);
@@ -63,8 +70,9 @@ class StoreFsm {
   AppliedHook hook_;
   std::function<void()> restored_hook_;
   std::unique_ptr<struct raft_fsm> fsm_;
-  uint64_t snapshots_taken_ = 0;
-  uint64_t snapshots_restored_ = 0;
+  std::atomic<uint64_t> snapshots_taken_{0};
+  std::atomic<uint64_t> snapshots_restored_{0};
+  metrics::AtomicHistogram apply_seconds_;
 };
 
 }  // namespace zmesh::raft

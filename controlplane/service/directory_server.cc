@@ -18,8 +18,10 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/metrics/metrics_server.h"
 #include "common/timer_queue.h"
 #include "controlplane/raft/raft_consensus.h"
+#include "controlplane/service/directory_metrics.h"
 #include "controlplane/service/directory_service.h"
 #include "controlplane/service/leader_router.h"
 #include "controlplane/service/lease_expirer.h"
@@ -136,11 +138,26 @@ struct DirectoryServer::Impl {
   std::unique_ptr<WatchHub> hub;
   std::unique_ptr<LeaseExpirer> expirer;
   std::unique_ptr<LeaderRouter> router;
+  // Role changes to options.on_role_changed.
+  class RoleForwarder final : public raft::RoleObserver {
+   public:
+    explicit RoleForwarder(std::function<void(const raft::ConsensusStatus&)> forward)
+        : forward_(std::move(forward)) {}
+    void OnRoleChanged(const raft::ConsensusStatus& status) override { forward_(status); }
+
+   private:
+    const std::function<void(const raft::ConsensusStatus&)> forward_;
+  };
+  std::unique_ptr<RoleForwarder> role_forwarder;
   std::unique_ptr<ServiceContext> context;
   std::unique_ptr<DirectoryService> directory_service;
   std::unique_ptr<LeaseService> lease_service;
   std::unique_ptr<ClusterService> cluster_service;
   std::unique_ptr<PeerService> peer_service;
+  // Destroyed in reverse order: the gRPC server (whose interceptors count into the metrics
+  // server's registry), then the metrics server (whose scrapes call `metrics`), then `metrics`.
+  std::unique_ptr<DirectoryMetrics> metrics;
+  std::unique_ptr<metrics::MetricsServer> metrics_server;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<MemberAnnouncer> announcer;
   std::string address;
@@ -188,6 +205,18 @@ absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
   impl->consensus->AddObserver(impl->hub.get());
   impl->consensus->AddObserver(impl->expirer.get());
   impl->consensus->AddRoleObserver(impl->expirer.get());
+  if (options.on_role_changed) {
+    impl->role_forwarder = std::make_unique<Impl::RoleForwarder>(options.on_role_changed);
+    impl->consensus->AddRoleObserver(impl->role_forwarder.get());
+  }
+  if (!options.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics_server =
+        metrics::MetricsServer::Start(options.metrics_listen);
+    if (!metrics_server.ok()) return metrics_server.status();
+    impl->metrics_server = *std::move(metrics_server);
+    impl->metrics = std::make_unique<DirectoryMetrics>(*impl->metrics_server, *impl->consensus,
+                                                       *impl->store, *impl->hub, *impl->keeper);
+  }
 
   // An aggregate with reference members: std::make_unique cannot brace-initialize it.
   // NOLINTNEXTLINE(modernize-make-unique)
@@ -210,6 +239,11 @@ absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
   builder.RegisterService(impl->cluster_service.get());
   builder.RegisterService(impl->peer_service.get());
   builder.SetMaxReceiveMessageSize(options.max_request_bytes);
+  if (impl->metrics != nullptr) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(impl->metrics->NewInterceptorFactory());
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
   // Detect dead clients (and their abandoned streams) without waiting for TCP timeouts.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
@@ -233,13 +267,25 @@ absl::StatusOr<std::unique_ptr<DirectoryServer>> DirectoryServer::Start(
   self.set_id(raft_options.id);
   self.set_raft_address(raft_options.raft_address);
   self.set_grpc_address(impl->context->grpc_address);
+  std::function<void(const std::string&)> on_joined;
+  if (options.on_joined) {
+    const int metrics_port = impl->metrics_server != nullptr ? impl->metrics_server->port() : 0;
+    on_joined = [callback = options.on_joined, metrics_port](const std::string& address) {
+      callback(address, metrics_port);
+    };
+  }
   impl->announcer =
-      std::make_unique<MemberAnnouncer>(*impl->store, *impl->router, self, options.on_joined);
+      std::make_unique<MemberAnnouncer>(*impl->store, *impl->router, self, std::move(on_joined));
   if (grpc::HealthCheckServiceInterface* health = impl->server->GetHealthCheckService()) {
     health->SetServingStatus(true);
   }
   impl->options = std::move(options);
-  ZLOG_INFO("serving on %s (raft %s)", impl->address, raft_options.raft_address);
+  if (impl->metrics_server != nullptr) {
+    ZLOG_INFO("serving on %s (raft %s), metrics on port %d", impl->address,
+              raft_options.raft_address, impl->metrics_server->port());
+  } else {
+    ZLOG_INFO("serving on %s (raft %s)", impl->address, raft_options.raft_address);
+  }
   return std::unique_ptr<DirectoryServer>(new DirectoryServer(std::move(impl)));
 }
 
@@ -248,6 +294,10 @@ DirectoryServer::DirectoryServer(std::unique_ptr<Impl> impl) : impl_(std::move(i
 DirectoryServer::~DirectoryServer() { Shutdown(); }
 
 const std::string& DirectoryServer::address() const { return impl_->address; }
+
+int DirectoryServer::metrics_port() const {
+  return impl_->metrics_server != nullptr ? impl_->metrics_server->port() : 0;
+}
 
 void DirectoryServer::Shutdown() {
   {

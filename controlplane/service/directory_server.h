@@ -32,9 +32,16 @@ struct DirectoryServerOptions {
   size_t max_watch_backlog = 10000;
   // How long a request waits for a leader during an election before UNAVAILABLE.
   int64_t leader_wait_ms = 3000;
+  // Prometheus /metrics at "HOST:PORT" (port 0: any free port; see metrics_port()); empty:
+  // no metrics endpoint (and no gRPC interceptor).
+  std::string metrics_listen;
   // Called once, from an internal thread, when this replica has joined: its address is
   // recorded in the replicated state (so a leader exists and reaches it). Readiness.
-  std::function<void(const std::string& address)> on_joined;
+  // `metrics_port` is the port /metrics is served on, 0 when off.
+  std::function<void(const std::string& address, int metrics_port)> on_joined;
+  // Called on the apply thread whenever this replica's Raft role, term or known leader changes
+  // (e.g. to put the role and term in the log prefix). Must not block.
+  std::function<void(const raft::ConsensusStatus& status)> on_role_changed;
 };
 
 // Thread-safe.
@@ -50,6 +57,8 @@ class DirectoryServer {
 
   // The address actually listened on ("127.0.0.1:43121").
   const std::string& address() const;
+  // The port /metrics is served on; 0 when options.metrics_listen was empty.
+  int metrics_port() const;
   // Stops serving: open streams are cancelled, in-flight writes finish or fail, Raft leaves,
   // the state is closed. Idempotent.
   void Shutdown();

@@ -134,6 +134,11 @@ bool DirectoryLink::node_registered() const {
   return ever_registered_;
 }
 
+DirectoryLink::Backlog DirectoryLink::backlog() const {
+  absl::MutexLock lock(&mu_);
+  return Backlog{dirty_.size(), lookup_queue_.size()};
+}
+
 int64_t DirectoryLink::lease_id() const {
   absl::MutexLock lock(&mu_);
   return lease_id_;
@@ -431,11 +436,16 @@ void DirectoryLink::RunLookups() {
       next = std::move(lookup_queue_.front());
       lookup_queue_.pop_front();
     }
-    if (absl::Now() - next.queued > absl::Milliseconds(options_.lookup_timeout_ms)) continue;
+    if (absl::Now() - next.queued > absl::Milliseconds(options_.lookup_timeout_ms)) {
+      stats_.fresh_lookups_expired.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
     dv1::LookupRequest request;
     request.set_exchange(next.exchange);
     request.set_topic(next.topic);
     absl::StatusOr<dv1::LookupResponse> response = lookups_->Lookup(request);
+    (response.ok() ? stats_.fresh_lookups_ok : stats_.fresh_lookups_failed)
+        .fetch_add(1, std::memory_order_relaxed);
     if (!callbacks_.on_lookup) continue;
     if (!response.ok()) {
       callbacks_.on_lookup(next.token, response.status());

@@ -93,6 +93,12 @@ class DirectoryLink final : public DirectoryAccess {
   // True once the node has been registered at least once.
   bool node_registered() const ABSL_LOCKS_EXCLUDED(mu_);
   int64_t lease_id() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Work waiting for the directory: registrations to write or remove, fresh lookups.
+  struct Backlog {
+    size_t registrations = 0;
+    size_t lookups = 0;
+  };
+  Backlog backlog() const ABSL_LOCKS_EXCLUDED(mu_);
 
   // Stops every thread; with `revoke`, revokes the lease first (best effort, bounded by the
   // write timeout) so the node and its registrations go at once.

@@ -18,6 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/metrics/metrics_server.h"
 #include "controlplane/client/directory_client.h"
 #include "dataplane/proxy/proxy.h"
 #include "dataplane/wire/envelope.h"
@@ -42,7 +43,11 @@ ABSL_FLAG(int64_t, max_payload_bytes, zmesh::wire::kDefaultMaxPayloadBytes,
           "Largest payload accepted, in bytes.");
 ABSL_FLAG(std::string, ready_file, "",
           "Once the sockets are bound and the node is registered, write "
-          "\"call=P fanout=P notify=P cast=P\" to this file.");
+          "\"call=P fanout=P notify=P cast=P\" to this file (and \" metrics=P\" with "
+          "--metrics-listen).");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free port, "
+          "written to the ready file). Empty: no metrics endpoint.");
 ABSL_FLAG(std::string, log_level, "info", "debug, info, warning or error.");
 ABSL_FLAG(std::string, log_format, "text", "text or json.");
 
@@ -163,6 +168,12 @@ int main(int argc, char** argv) {
   options.instance_timeout_ms = absl::GetFlag(FLAGS_instance_timeout_ms);
   options.ping_interval_ms = absl::GetFlag(FLAGS_ping_interval_ms);
   options.max_payload_bytes = absl::GetFlag(FLAGS_max_payload_bytes);
+  options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  if (!options.metrics_listen.empty()) {
+    if (absl::Status st = zmesh::metrics::ValidateListenAddress(options.metrics_listen); !st.ok()) {
+      return Fail(kExitUsage, absl::StrCat("--metrics-listen: ", st.message()));
+    }
+  }
   if (options.lease_ttl_ms <= 0) return Fail(kExitUsage, "--lease-ttl-ms must be positive");
   if (options.ping_interval_ms <= 0) {
     return Fail(kExitUsage, "--ping-interval-ms must be positive");
@@ -207,6 +218,10 @@ int main(int argc, char** argv) {
   *ready_line = absl::StrFormat("call=%d fanout=%d notify=%d cast=%d",
                                 (*proxy)->port(Pattern::kCall), (*proxy)->port(Pattern::kFanout),
                                 (*proxy)->port(Pattern::kNotify), (*proxy)->port(Pattern::kCast));
+  // Only with metrics on, so that readers that know the four ports alone keep working.
+  if ((*proxy)->metrics_port() > 0) {
+    absl::StrAppend(ready_line.get(), " metrics=", (*proxy)->metrics_port());
+  }
   ports_known->Notify();
 
   int signo = 0;

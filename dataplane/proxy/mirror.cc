@@ -99,6 +99,7 @@ wire::v1::LookupResult Mirror::Lookup(const std::string& exchange, const std::st
   Answer(state_, TopicKey(exchange, topic), &result);
   result.set_revision(revision_);
   result.set_from_cache(true);
+  (result.endpoints_size() > 0 ? hits_ : misses_).fetch_add(1, std::memory_order_relaxed);
   return result;
 }
 
@@ -121,6 +122,11 @@ int64_t Mirror::revision() const {
 bool Mirror::synced() const {
   absl::MutexLock lock(&mu_);
   return synced_;
+}
+
+Mirror::LookupCounts Mirror::lookups() const {
+  return LookupCounts{hits_.load(std::memory_order_relaxed),
+                      misses_.load(std::memory_order_relaxed)};
 }
 
 }  // namespace zmesh::proxy

@@ -3,6 +3,7 @@
 // (exchange, topic) answers a change touched, so the proxy can push updates to subscribers.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -31,7 +32,8 @@ class Mirror {
       ABSL_LOCKS_EXCLUDED(mu_);
 
   // Every registration of (exchange, topic) with its node, ordered by (node, server, kind, pool),
-  // at revision(); from_cache is set.
+  // at revision(); from_cache is set. Counted in lookups(): a hit when the answer names at least
+  // one server, a miss when the mirror knows none.
   wire::v1::LookupResult Lookup(const std::string& exchange, const std::string& topic) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -43,6 +45,14 @@ class Mirror {
   int64_t revision() const ABSL_LOCKS_EXCLUDED(mu_);
   // True once a snapshot or a change has been applied.
   bool synced() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Answers computed by Lookup (for local instances' lookups and for the updates pushed to
+  // them), with and without a server in them.
+  struct LookupCounts {
+    int64_t hits = 0;
+    int64_t misses = 0;
+  };
+  LookupCounts lookups() const;
 
  private:
   // Identity of a registration within its topic, in answer order.
@@ -62,6 +72,8 @@ class Mirror {
   bool in_snapshot_ ABSL_GUARDED_BY(mu_) = false;
   bool synced_ ABSL_GUARDED_BY(mu_) = false;
   int64_t revision_ ABSL_GUARDED_BY(mu_) = 0;
+  mutable std::atomic<int64_t> hits_{0};
+  mutable std::atomic<int64_t> misses_{0};
 };
 
 }  // namespace zmesh::proxy

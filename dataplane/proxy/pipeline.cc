@@ -5,6 +5,8 @@
 
 #include <array>
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -148,6 +150,9 @@ class Pipeline::Loop {
     if (stalled_.active) return false;
     if (!Receive(p_.network_, &in_)) return false;
     p_.stats_.received.fetch_add(1, std::memory_order_relaxed);
+    int64_t bytes = 0;
+    for (size_t i = 1; i < in_.count; ++i) bytes += static_cast<int64_t>(in_.frames[i].size());
+    p_.stats_.received_bytes.fetch_add(bytes, std::memory_order_relaxed);
     // [route][header][payload]
     if (in_.count < 2) {
       Drop(DropReason::kBadFrameCount, "a message without a header frame");
@@ -216,7 +221,7 @@ class Pipeline::Loop {
         const int err = SendCopy(stalled_.remaining.back(), stalled_.frames);
         if (err == EAGAIN) return ReportLongStall(now_ms);
         if (err == 0) {
-          p_.stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+          CountDelivered(stalled_.frames[1].size() + stalled_.frames[2].size());
         } else {
           Drop(DropReason::kNoSuchTarget, "a FANOUT copy for a local instance that is gone");
         }
@@ -237,6 +242,7 @@ class Pipeline::Loop {
                 PatternName(p_.options_.pattern), now_ms - stalled_.since_ms);
     }
     stalled_.active = false;
+    p_.stats_.stalled_now.store(0, std::memory_order_relaxed);
     return true;
   }
 
@@ -283,9 +289,11 @@ class Pipeline::Loop {
       return true;
     }
     zmq::message_t* out[] = {&in_.frames[1], &in_.frames[2], &in_.frames[3]};
+    const auto answer_bytes = static_cast<int64_t>(in_.frames[2].size() + in_.frames[3].size());
     const int err = Send(p_.network_, out, 3);
     if (err == 0) {
       p_.stats_.answers.fetch_add(1, std::memory_order_relaxed);
+      p_.stats_.answer_bytes.fetch_add(answer_bytes, std::memory_order_relaxed);
     } else if (err == EHOSTUNREACH) {
       Drop(DropReason::kRouteGone, "an answer for a caller whose connection is gone");
     } else if (err == EAGAIN) {
@@ -320,6 +328,7 @@ class Pipeline::Loop {
   int DeliverToOne(const LocalTable::Instances& instances, zmq::message_t* const* request) {
     const size_t count = instances.size();
     const size_t first = count == 1 ? 0 : rr_.Next(key_, count);
+    const size_t bytes = request[1]->size() + request[2]->size();  // before the send takes them
     bool full = false;
     for (size_t i = 0; i < count; ++i) {
       const std::string& instance = instances[(first + i) % count];
@@ -327,7 +336,7 @@ class Pipeline::Loop {
       zmq::message_t* out[] = {&id, request[0], request[1], request[2]};
       const int err = Send(p_.local_, out, 4);
       if (err == 0) {
-        p_.stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+        CountDelivered(bytes);
         return 0;
       }
       if (err == EAGAIN) full = true;
@@ -354,7 +363,7 @@ class Pipeline::Loop {
     for (size_t i = 0; i < instances.size(); ++i) {
       const int err = SendCopy(instances[i], request);
       if (err == 0) {
-        p_.stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+        CountDelivered(request[1].size() + request[2].size());
       } else if (err == EAGAIN) {
         // The rest (this one included) once there is room; kept in reverse for pop_back.
         std::vector<std::string> rest(instances.rbegin(), instances.rend() - i);
@@ -378,6 +387,13 @@ class Pipeline::Loop {
     stalled_.since_ms = absl::ToUnixMillis(absl::Now());
     stalled_.reported = false;
     p_.stats_.stalls.fetch_add(1, std::memory_order_relaxed);
+    p_.stats_.stalled_now.store(1, std::memory_order_relaxed);
+  }
+
+  // One copy of a request handed to a local instance (header and payload `bytes`).
+  void CountDelivered(size_t bytes) {
+    p_.stats_.delivered.fetch_add(1, std::memory_order_relaxed);
+    p_.stats_.delivered_bytes.fetch_add(static_cast<int64_t>(bytes), std::memory_order_relaxed);
   }
 
   // Still stalled: says so once when it lasts (a local instance stopped reading). Returns false.
@@ -490,6 +506,21 @@ absl::StatusOr<std::unique_ptr<Pipeline>> Pipeline::Create(zmq::context_t& conte
   absl::StatusOr<int> port = wire::BoundPort(pipeline->network_);
   if (!port.ok()) return port.status();
   pipeline->port_ = *port;
+  // Connections come and go inside ZeroMQ; its socket monitor is the only way to count them.
+  const std::string monitor_endpoint =
+      absl::StrCat("inproc://zmesh-monitor-", PatternName(o.pattern), "-",
+                   reinterpret_cast<uintptr_t>(pipeline.get()));
+  if (zmq_socket_monitor(pipeline->network_.handle(), monitor_endpoint.c_str(),
+                         ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+    return absl::InternalError(
+        absl::StrCat("monitoring ", o.tcp_endpoint, ": ", zmq_strerror(zmq_errno())));
+  }
+  try {
+    pipeline->monitor_.set(zmq::sockopt::linger, 0);
+    pipeline->monitor_.connect(monitor_endpoint);
+  } catch (const zmq::error_t& e) {
+    return absl::InternalError(absl::StrCat("monitoring ", o.tcp_endpoint, ": ", e.what()));
+  }
   pipeline->stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (pipeline->stop_fd_ < 0) return absl::InternalError("eventfd failed");
   return pipeline;
@@ -501,7 +532,8 @@ Pipeline::Pipeline(zmq::context_t& context, PipelineOptions options, const Local
       table_(table),
       stats_(stats),
       network_(context, zmq::socket_type::router),
-      local_(context, zmq::socket_type::router) {}
+      local_(context, zmq::socket_type::router),
+      monitor_(context, zmq::socket_type::pair) {}
 
 Pipeline::~Pipeline() {
   Stop();
@@ -518,6 +550,8 @@ void Pipeline::Stop() {
     (void)!write(stop_fd_, &one, sizeof(one));
   }
   if (thread_.joinable()) thread_.join();
+  if (network_.handle() != nullptr) zmq_socket_monitor(network_.handle(), nullptr, 0);
+  monitor_.close();
   network_.close();
   local_.close();
 }
@@ -528,23 +562,43 @@ void Pipeline::Run() {
       {network_.handle(), 0, ZMQ_POLLIN, 0},
       {local_.handle(), 0, ZMQ_POLLIN, 0},
       {nullptr, stop_fd_, ZMQ_POLLIN, 0},
+      {monitor_.handle(), 0, ZMQ_POLLIN, 0},
   };
   while (true) {
     // While a request is stalled the network is not read; its delivery is retried every
     // kStallRetryMs (a ROUTER does not say which peer has room again).
     items[0].events = loop.stalled() ? 0 : ZMQ_POLLIN;
-    if (zmq_poll(items, 3, loop.stalled() ? kStallRetryMs : -1) < 0) {
+    if (zmq_poll(items, 4, loop.stalled() ? kStallRetryMs : -1) < 0) {
       if (zmq_errno() == EINTR) continue;
       ZLOG_ERROR("%s pipeline: zmq_poll: %s", PatternName(options_.pattern),
                  zmq_strerror(zmq_errno()));
       return;
     }
     if (items[2].revents & ZMQ_POLLIN) return;
+    if (items[3].revents & ZMQ_POLLIN) CountConnections();
     // Answers first: they finish work already under way.
     for (int i = 0; i < kBatch && loop.FromLocal(); ++i) {
     }
     loop.RetryStalled();
     for (int i = 0; i < kBatch && loop.FromNetwork(); ++i) {
+    }
+  }
+}
+
+void Pipeline::CountConnections() {
+  while (true) {
+    // [uint16 event, uint32 value][endpoint]
+    zmq::message_t event;
+    zmq::message_t endpoint;
+    if (zmq_msg_recv(event.handle(), monitor_.handle(), ZMQ_DONTWAIT) < 0) return;
+    if (event.more() && zmq_msg_recv(endpoint.handle(), monitor_.handle(), 0) < 0) return;
+    if (event.size() < sizeof(uint16_t)) continue;
+    uint16_t id = 0;
+    std::memcpy(&id, event.data(), sizeof(id));
+    if (id == ZMQ_EVENT_ACCEPTED) {
+      stats_.peers.fetch_add(1, std::memory_order_relaxed);
+    } else if (id == ZMQ_EVENT_DISCONNECTED && stats_.peers.load(std::memory_order_relaxed) > 0) {
+      stats_.peers.fetch_sub(1, std::memory_order_relaxed);
     }
   }
 }

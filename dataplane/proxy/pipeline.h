@@ -54,6 +54,8 @@ class Pipeline {
   Pipeline(zmq::context_t& context, PipelineOptions options, const LocalTableHolder& table,
            PipelineStats& stats);
   void Run();
+  // Reads the network socket's monitor events: counts TCP connections in stats_.peers.
+  void CountConnections();
   class Loop;
 
   PipelineOptions options_;
@@ -61,6 +63,7 @@ class Pipeline {
   PipelineStats& stats_;           // owned by the proxy
   zmq::socket_t network_;
   zmq::socket_t local_;
+  zmq::socket_t monitor_;  // PAIR: connection events of network_
   int port_ = 0;
   int stop_fd_ = -1;  // eventfd: readable once Stop() was called
   std::thread thread_;

@@ -116,12 +116,25 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options) {
   proxy->link_ = *std::move(started);
   proxy->control_->set_directory(proxy->link_.get());
 
+  if (!o.metrics_listen.empty()) {
+    absl::StatusOr<std::unique_ptr<metrics::MetricsServer>> metrics =
+        metrics::MetricsServer::Start(o.metrics_listen);
+    if (!metrics.ok()) return metrics.status();
+    proxy->metrics_ = *std::move(metrics);
+    proxy->metrics_port_ = proxy->metrics_->port();
+    const Proxy* self = proxy.get();
+    proxy->metrics_->AddCollector(
+        [self] { return ProxyMetricFamilies(self->stats_, self->gauges()); });
+  }
+
   for (auto& pipeline : proxy->pipelines_) pipeline->Start();
   proxy->control_->Start();
-  ZLOG_INFO("zmesh-proxy %s up: call=%d fanout=%d notify=%d cast=%d on %s, ipc %s, incarnation %s",
-            o.node_name, proxy->port(Pattern::kCall), proxy->port(Pattern::kFanout),
-            proxy->port(Pattern::kNotify), proxy->port(Pattern::kCast), o.bind, o.ipc_dir,
-            proxy->incarnation_);
+  ZLOG_INFO(
+      "zmesh-proxy %s up: call=%d fanout=%d notify=%d cast=%d on %s, ipc %s, incarnation %s%s",
+      o.node_name, proxy->port(Pattern::kCall), proxy->port(Pattern::kFanout),
+      proxy->port(Pattern::kNotify), proxy->port(Pattern::kCast), o.bind, o.ipc_dir,
+      proxy->incarnation_,
+      proxy->metrics_port_ > 0 ? absl::StrCat(", metrics on port ", proxy->metrics_port_) : "");
   return proxy;
 }
 
@@ -136,6 +149,7 @@ Proxy::~Proxy() {
 void Proxy::Stop(bool revoke_lease) {
   if (stopped_) return;
   stopped_ = true;
+  metrics_.reset();  // no scrape reads what stops below
   // The control thread first: it calls into the link.
   if (control_ != nullptr) control_->Stop();
   if (link_ != nullptr) link_->Stop(revoke_lease);
@@ -148,6 +162,22 @@ void Proxy::Stop(bool revoke_lease) {
     std::filesystem::remove(path, ignored);
   }
   context_.close();
+}
+
+ProxyGauges Proxy::gauges() const {
+  ProxyGauges gauges;
+  if (link_ != nullptr) {
+    gauges.directory_connected = link_->connected();
+    gauges.node_registered = link_->node_registered();
+    const DirectoryLink::Backlog backlog = link_->backlog();
+    gauges.pending_registrations = backlog.registrations;
+    gauges.pending_lookups = backlog.lookups;
+  }
+  if (control_ != nullptr) gauges.local_instances = control_->instance_count();
+  gauges.mirror_revision = mirror_.revision();
+  gauges.mirror_synced = mirror_.synced();
+  gauges.mirror_lookups = mirror_.lookups();
+  return gauges;
 }
 
 }  // namespace zmesh::proxy

@@ -13,11 +13,13 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/metrics/metrics_server.h"
 #include "dataplane/proxy/control_server.h"
 #include "dataplane/proxy/directory_link.h"
 #include "dataplane/proxy/local_table.h"
 #include "dataplane/proxy/mirror.h"
 #include "dataplane/proxy/pipeline.h"
+#include "dataplane/proxy/proxy_metrics.h"
 #include "dataplane/proxy/proxy_stats.h"
 
 namespace zmesh::proxy {
@@ -38,6 +40,8 @@ struct ProxyOptions {
   int64_t instance_timeout_ms = 1500;
   int64_t ping_interval_ms = 300;
   int64_t max_payload_bytes = 16 * 1024 * 1024;
+  // Prometheus /metrics at "HOST:PORT" (port 0: any free port, see metrics_port()); empty: off.
+  std::string metrics_listen;
   // Called (on a directory thread) each time the node is registered in the directory.
   std::function<void()> on_node_registered;
 };
@@ -61,6 +65,10 @@ class Proxy {
   const std::string& incarnation() const { return incarnation_; }
   const ProxyStats& stats() const { return stats_; }
   bool directory_connected() const { return link_ != nullptr && link_->connected(); }
+  // The port /metrics is served on; 0 when options.metrics_listen was empty.
+  int metrics_port() const { return metrics_port_; }
+  // The state /metrics reports besides stats(). Thread-safe.
+  ProxyGauges gauges() const;
   const Mirror& mirror() const { return mirror_; }
 
  private:
@@ -75,6 +83,9 @@ class Proxy {
   std::array<std::unique_ptr<Pipeline>, kPatternCount> pipelines_;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<DirectoryLink> link_;
+  // Reads everything above at scrape time: stopped first.
+  std::unique_ptr<metrics::MetricsServer> metrics_;
+  int metrics_port_ = 0;
   std::vector<std::string> ipc_paths_;  // socket files to remove on stop
   int lock_fd_ = -1;                    // flock on IPC_DIR/proxy.lock, held while running
   bool owns_ipc_dir_ = false;           // the lock is ours

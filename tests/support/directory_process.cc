@@ -7,9 +7,12 @@
 #include <filesystem>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
 namespace zmesh::testing {
@@ -44,6 +47,7 @@ absl::Status DirectoryProcess::Launch() {
   ready_path_ = data_dir_ + "/test-directory.ready";
   log_path_ = absl::StrCat(data_dir_, "/test-directory.", launches_++, ".log");
   address_.clear();
+  metrics_port_ = 0;
   // A ready file from an earlier launch would make us talk to a dead port.
   std::filesystem::remove(ready_path_, error);
   if (error) {
@@ -73,7 +77,15 @@ absl::Status DirectoryProcess::Launch() {
         if (exited.ok()) return true;  // gave up early: stop waiting
         absl::StatusOr<std::string> content = ReadFile(ready_path_);
         if (!content.ok() || !absl::EndsWith(*content, "\n")) return false;
-        address_ = std::string(absl::StripAsciiWhitespace(*content));
+        // Line 1: the address; then "metrics=PORT" when --metrics-listen was given.
+        std::vector<std::string> lines = absl::StrSplit(*content, '\n', absl::SkipEmpty());
+        address_ = std::string(absl::StripAsciiWhitespace(lines.front()));
+        for (size_t i = 1; i < lines.size(); ++i) {
+          absl::string_view line = absl::StripAsciiWhitespace(lines[i]);
+          if (absl::ConsumePrefix(&line, "metrics=") && !absl::SimpleAtoi(line, &metrics_port_)) {
+            metrics_port_ = 0;
+          }
+        }
         return true;
       },
       kReadyTimeoutMs);

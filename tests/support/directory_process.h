@@ -33,6 +33,8 @@ class DirectoryProcess {
 
   // "127.0.0.1:PORT" the daemon listens on (of the latest launch).
   const std::string& address() const { return address_; }
+  // The /metrics port when extra_args has --metrics-listen (read from the ready file), else 0.
+  int metrics_port() const { return metrics_port_; }
   const std::string& data_dir() const { return data_dir_; }
   // Log of the latest launch.
   const std::string& log_path() const { return log_path_; }
@@ -57,6 +59,7 @@ class DirectoryProcess {
   std::vector<std::string> extra_args_;
   int launches_ = 0;  // number of Launch() calls so far
   std::string address_;
+  int metrics_port_ = 0;
   std::string ready_path_;
   std::string log_path_;
   std::unique_ptr<Subprocess> process_;

@@ -19,8 +19,9 @@ namespace {
 constexpr int64_t kReadyTimeoutMs = 15000;
 constexpr int64_t kStopTimeoutMs = 10000;
 
-// Parses "call=P fanout=P notify=P cast=P".
-bool ParseReady(absl::string_view line, int* call, int* fanout, int* notify, int* cast) {
+// Parses "call=P fanout=P notify=P cast=P[ metrics=P]".
+bool ParseReady(absl::string_view line, int* call, int* fanout, int* notify, int* cast,
+                int* metrics) {
   int found = 0;
   for (absl::string_view part : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
     std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(part, '=');
@@ -34,6 +35,9 @@ bool ParseReady(absl::string_view line, int* call, int* fanout, int* notify, int
       *notify = port;
     } else if (kv.first == "cast") {
       *cast = port;
+    } else if (kv.first == "metrics") {
+      *metrics = port;
+      continue;  // optional
     } else {
       return false;
     }
@@ -110,14 +114,15 @@ absl::Status ProxyProcess::Launch() {
   process_ = *std::move(process);
 
   absl::StatusOr<int> exited = absl::DeadlineExceededError("");
-  int call = 0, fanout = 0, notify = 0, cast = 0;
+  int call = 0, fanout = 0, notify = 0, cast = 0, metrics = 0;
   const bool ready = Eventually(
       [&] {
         exited = process_->Wait(0);
         if (exited.ok()) return true;
         absl::StatusOr<std::string> content = ReadFile(ready_path_);
         if (!content.ok() || !absl::EndsWith(*content, "\n")) return false;
-        return ParseReady(absl::StripAsciiWhitespace(*content), &call, &fanout, &notify, &cast);
+        return ParseReady(absl::StripAsciiWhitespace(*content), &call, &fanout, &notify, &cast,
+                          &metrics);
       },
       kReadyTimeoutMs);
   if (exited.ok()) {
@@ -135,6 +140,7 @@ absl::Status ProxyProcess::Launch() {
   fanout_port_ = fanout;
   notify_port_ = notify;
   cast_port_ = cast;
+  metrics_port_ = metrics;
   return absl::OkStatus();
 }
 

@@ -41,7 +41,8 @@ class ProxyProcess {
  public:
   // Starts BinPath("zmesh-proxy") with the options and --ready-file, and waits (up to 15 s) for
   // the ready file, which the proxy writes once its sockets are bound and its node is registered
-  // in the directory: one line "call=P fanout=P notify=P cast=P". Fails with the tail of the log
+  // in the directory: one line "call=P fanout=P notify=P cast=P" (plus " metrics=P" with
+  // --metrics-listen in extra_args). Fails with the tail of the log
   // when the proxy exits early or never gets ready (it is killed then).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<ProxyProcess>> Start(
       ProxyProcessOptions options);
@@ -57,6 +58,8 @@ class ProxyProcess {
   int fanout_port() const { return fanout_port_; }
   int notify_port() const { return notify_port_; }
   int cast_port() const { return cast_port_; }
+  // The /metrics port when extra_args has --metrics-listen (read from the ready file), else 0.
+  int metrics_port() const { return metrics_port_; }
   const std::string& log_path() const { return log_path_; }
   bool running() const { return process_ != nullptr && process_->running(); }
   Subprocess& process() { return *process_; }
@@ -78,6 +81,7 @@ class ProxyProcess {
   int fanout_port_ = 0;
   int notify_port_ = 0;
   int cast_port_ = 0;
+  int metrics_port_ = 0;
   std::string ready_path_;
   std::string log_path_;
   std::unique_ptr<Subprocess> process_;
