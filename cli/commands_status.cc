@@ -388,6 +388,15 @@ absl::Status ShowStatus(Context& ctx) {
     if (s.role() != dv1::ROLE_LEADER && s.role() != dv1::ROLE_FOLLOWER) {
       health.Degrade(absl::StrCat(ReplicaName(endpoint), " is ", RoleName(s.role())));
     }
+    // The state machine is deterministic: at the same applied index every replica holds the
+    // same state, so a different revision there means this replica's state is not the
+    // leader's (e.g. it joined a cluster restored from a backup with an empty data dir).
+    if (leader != nullptr && s.id() != leader->id() &&
+        s.applied_index() == leader->applied_index() && s.revision() != leader->revision()) {
+      health.Degrade(absl::StrCat(ReplicaName(endpoint), " has revision ", s.revision(),
+                                  " at applied index ", s.applied_index(), " where the leader has ",
+                                  leader->revision(), ": its state differs from the leader's"));
+    }
     if (std::optional<uint64_t> behind = lag(s);
         behind.has_value() && *behind > static_cast<uint64_t>(max_lag)) {
       health.Degrade(absl::StrCat(ReplicaName(endpoint), " is ", *behind,

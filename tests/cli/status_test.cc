@@ -3,6 +3,7 @@
 // the nodes and leases that need attention, the exit code, in table and JSON output.
 #include <signal.h>
 
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,7 +16,9 @@
 #include "google/protobuf/struct.pb.h"
 #include "google/protobuf/util/json_util.h"
 #include "gtest/gtest.h"
+#include "tests/support/cluster_process.h"
 #include "tests/support/cluster_test.h"
+#include "tests/support/directory_process.h"
 #include "tests/support/proxy_process.h"
 #include "tests/support/subprocess.h"
 
@@ -260,6 +263,142 @@ TEST_F(StatusTest, BadThresholdsAreUsageErrors) {
   EXPECT_THAT(zero.err, StartsWith("zmeshctl: "));
   EXPECT_THAT(zero.err, HasSubstr("--late-percent"));
   EXPECT_EQ(Ctl({"status", "--max-lag", "-1"}).exit_code, 2);
+}
+
+// A cluster restored from a backup as docs/operations.md says: a replica added with an empty
+// data dir gets the Raft log since the restore but not the backup's content; one restored from
+// the same backup first holds the same state.
+class RestoredClusterTest : public ::testing::Test {
+ protected:
+  struct Replica {
+    uint64_t id = 0;
+    std::string grpc;
+    std::string raft;
+    std::string data_dir;
+    std::unique_ptr<Subprocess> process;
+  };
+
+  // Picks the replica's ports; restores `backup` into its data dir unless empty.
+  Replica& Add(uint64_t id, const std::string& backup) {
+    Replica replica;
+    replica.id = id;
+    absl::StatusOr<int> grpc_port = PickFreePort();
+    absl::StatusOr<int> raft_port = PickFreePort();
+    EXPECT_TRUE(grpc_port.ok() && raft_port.ok());
+    replica.grpc = absl::StrCat("127.0.0.1:", grpc_port.value_or(0));
+    replica.raft = absl::StrCat("127.0.0.1:", raft_port.value_or(0));
+    replica.data_dir = absl::StrCat(dir_.path(), "/replica-", id);
+    if (!backup.empty()) {
+      CommandResult restored = Run(
+          {BinPath("zmesh-directory"), "--data-dir", replica.data_dir, "--restore-backup", backup});
+      EXPECT_EQ(restored.exit_code, 0) << restored.err;
+      EXPECT_THAT(restored.out, HasSubstr("start the replica now"));
+    }
+    replicas_.push_back(std::move(replica));
+    return replicas_.back();
+  }
+
+  void Launch(Replica& replica, std::vector<std::string> membership) {
+    std::vector<std::string> argv = {BinPath("zmesh-directory"),
+                                     "--id",
+                                     absl::StrCat(replica.id),
+                                     "--data-dir",
+                                     replica.data_dir,
+                                     "--listen",
+                                     replica.grpc,
+                                     "--raft-listen",
+                                     replica.raft};
+    argv.insert(argv.end(), membership.begin(), membership.end());
+    const std::string log = absl::StrCat(dir_.path(), "/replica-", replica.id, ".log");
+    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv, log, log);
+    ASSERT_TRUE(process.ok()) << process.status();
+    replica.process = *std::move(process);
+  }
+
+  CommandResult Run(const std::vector<std::string>& argv) {
+    absl::StatusOr<CommandResult> result = RunCommand(argv, 30000);
+    EXPECT_TRUE(result.ok()) << result.status();
+    return result.ok() ? *result : CommandResult{};
+  }
+
+  CommandResult Ctl(const std::string& directory, std::vector<std::string> args) {
+    std::vector<std::string> argv = {BinPath("zmeshctl"), "--directory", directory};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return Run(argv);
+  }
+
+  std::string Addresses(const std::vector<const Replica*>& replicas) {
+    std::vector<std::string> addresses;
+    for (const Replica* replica : replicas) addresses.push_back(replica->grpc);
+    return absl::StrJoin(addresses, ",");
+  }
+
+  TempDir dir_;
+  std::deque<Replica> replicas_;  // stable addresses
+};
+
+TEST_F(RestoredClusterTest, AReplicaThatMissedTheBackupShowsAsDiffering) {
+  // The backup: a directory with a node, copied online with sqlite3 as operations.md says.
+  absl::StatusOr<std::unique_ptr<DirectoryProcess>> source =
+      DirectoryProcess::Start(dir_.path() + "/source");
+  ASSERT_TRUE(source.ok()) << source.status();
+  ASSERT_EQ(Ctl((*source)->address(), {"nodes", "register", "before", "--host", "h"}).exit_code, 0);
+  const std::string backup = dir_.path() + "/backup.db";
+  CommandResult copied =
+      Run({"/usr/bin/sqlite3", (*source)->data_dir() + "/directory.db", ".backup " + backup});
+  ASSERT_EQ(copied.exit_code, 0) << copied.err;
+
+  std::vector<const Replica*> restored;
+  for (uint64_t id : {1, 2, 3}) restored.push_back(&Add(id, backup));
+  std::vector<std::string> voters;
+  for (const Replica* replica : restored) {
+    voters.push_back(absl::StrCat(replica->id, "=", replica->raft));
+  }
+  for (uint64_t i = 0; i < 3; ++i) {
+    Launch(replicas_[i], {"--initial-cluster", absl::StrJoin(voters, ",")});
+  }
+  const std::string cluster = Addresses(restored);
+  ASSERT_TRUE(Eventually([&] { return Ctl(cluster, {"status"}).exit_code == 0; }, 20000))
+      << Ctl(cluster, {"status"}).out;
+  EXPECT_THAT(Ctl(cluster, {"nodes", "list"}).out, HasSubstr("before"));
+
+  // Joined with an empty data dir: caught up (lag 0), yet without the node.
+  Replica& empty = Add(4, "");
+  Launch(empty, {"--join"});
+  ASSERT_EQ(Ctl(cluster, {"members", "add", "4", empty.raft}).exit_code, 0);
+  std::vector<const Replica*> with_empty = restored;
+  with_empty.push_back(&empty);
+  const std::string reason = absl::StrCat("replica 4 (", empty.grpc, ") has revision ");
+  CommandResult status;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        status = Ctl(Addresses(with_empty), {"status"});
+        return absl::StrContains(status.out, reason);
+      },
+      20000))
+      << status.out;
+  EXPECT_THAT(status.out, HasSubstr("its state differs from the leader's"));
+  EXPECT_EQ(status.exit_code, 1);
+  EXPECT_THAT(Ctl(empty.grpc, {"--consistency", "stale", "nodes", "list"}).err,
+              HasSubstr("No nodes found"));
+
+  // Replaced by one restored from the same backup first: the same state, healthy.
+  ASSERT_EQ(Ctl(cluster, {"members", "remove", "4"}).exit_code, 0);
+  KillAndReap(*empty.process);
+  Replica& joiner = Add(5, backup);
+  Launch(joiner, {"--join"});
+  ASSERT_EQ(Ctl(cluster, {"members", "add", "5", joiner.raft}).exit_code, 0);
+  std::vector<const Replica*> with_joiner = restored;
+  with_joiner.push_back(&joiner);
+  EXPECT_TRUE(Eventually(
+      [&] {
+        status = Ctl(Addresses(with_joiner), {"status"});
+        return status.exit_code == 0;
+      },
+      20000))
+      << status.out;
+  EXPECT_THAT(Ctl(joiner.grpc, {"--consistency", "stale", "nodes", "list"}).out,
+              HasSubstr("before"));
 }
 
 }  // namespace
