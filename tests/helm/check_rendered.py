@@ -334,7 +334,7 @@ cm = check_release("default", defaults, {
     "storage_class": None, "host_network": True, "anti_affinity": "hard",
     "image": "registry.example.com/zmesh/zmesh:0.1.0",
     "proxy_ports": (9501, 9502, 9503, 9504), "ipc_host_path": "/run/zmesh", "ipc_gid": 10001,
-    "lease_ttl_ms": "6000", "metrics": False, "proxy_metrics_port": 9521,
+    "lease_ttl_ms": "6000", "metrics": True, "proxy_metrics_port": 9521,
     "directory_settings": {"log-level": "info", "log-format": "json"}})
 five = manifests("-f", os.path.join(CHART, "ci", "five-replicas-values.yaml"))
 check_release("five", five, {
@@ -342,7 +342,7 @@ check_release("five", five, {
     "storage_class": "local-ssd", "host_network": False, "anti_affinity": "soft",
     "image": "registry.example.com/zmesh/zmesh-ci:1.2.3",
     "proxy_ports": (19501, 19502, 19503, 19504), "ipc_host_path": "/var/run/zmesh-ci",
-    "ipc_gid": 20002, "lease_ttl_ms": "4000", "metrics": False, "proxy_metrics_port": 19521,
+    "ipc_gid": 20002, "lease_ttl_ms": "4000", "metrics": True, "proxy_metrics_port": 19521,
     "directory_settings": {"log-level": "debug", "raft-election-timeout-ms": "300"}})
 five_sts = five[("StatefulSet", f"{FULL}-directory")]["spec"]["template"]["spec"]
 check("five: nodeSelector puts replicas on the controllers",
@@ -355,15 +355,18 @@ check("scale-up: 5 replicas, 3 bootstrap", (env["REPLICAS"], env["INITIAL_CLUSTE
 no_proxy = manifests("--set", "proxy.enabled=false")
 check("proxy.enabled=false drops the DaemonSet",
       not any(k == "DaemonSet" for k, _ in no_proxy))
-metrics = manifests("--set", "metrics.enabled=true")
-metrics_cm = metrics[("ConfigMap", f"{FULL}-config")]["data"]
-check("metrics.enabled=true: both daemons serve /metrics, pods are annotated",
-      "metrics-listen = 0.0.0.0:9520" in metrics_cm["zmesh-directory.conf"] and
-      "metrics-listen = 0.0.0.0:9521" in metrics_cm["zmesh-proxy.conf"] and
-      metrics[("DaemonSet", f"{FULL}-proxy")]["spec"]["template"]["metadata"]["annotations"][
-          "prometheus.io/port"] == "9521" and
-      ports_of(container(metrics[("StatefulSet", f"{FULL}-directory")], "directory"))[
-          "metrics"]["containerPort"] == 9520, metrics_cm)
+check("default: proxy pods are annotated for scraping on the metrics port",
+      defaults[("DaemonSet", f"{FULL}-proxy")]["spec"]["template"]["metadata"]["annotations"][
+          "prometheus.io/port"] == "9521")
+no_metrics = manifests("--set", "metrics.enabled=false")
+no_metrics_cm = no_metrics[("ConfigMap", f"{FULL}-config")]["data"]
+check("metrics.enabled=false: neither daemon serves /metrics, no scrape annotation",
+      "metrics-listen" not in no_metrics_cm["zmesh-directory.conf"] and
+      "metrics-listen" not in no_metrics_cm["zmesh-proxy.conf"] and
+      "prometheus.io/scrape" not in no_metrics[("DaemonSet", f"{FULL}-proxy")]["spec"][
+          "template"]["metadata"]["annotations"] and
+      "metrics" not in ports_of(container(no_metrics[("StatefulSet", f"{FULL}-directory")],
+                                          "directory")), no_metrics_cm)
 
 for bad, why in ((["--set", "directory.replicas=4"], "must be an odd number"),
                  (["--set", "directory.replicas=0"], "must be an odd number"),
