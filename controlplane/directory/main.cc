@@ -51,8 +51,16 @@ ABSL_FLAG(std::string, log_format, "text", "text or json.");
 
 namespace {
 
+// Set once the log is configured: failures from then on are log lines (JSON with
+// --log-format json), so collectors see them.
+bool logging = false;
+
 int Fail(const std::string& message) {
-  std::fprintf(stderr, "zmesh-directory: %s\n", message.c_str());
+  if (logging) {
+    ZLOG_ERROR("%s", message);
+  } else {
+    std::fprintf(stderr, "zmesh-directory: %s\n", message.c_str());
+  }
   return 1;
 }
 
@@ -80,6 +88,7 @@ int main(int argc, char** argv) {
   zmesh::log::SetPrefix(absl::StrCat("directory-", absl::GetFlag(FLAGS_id)));
   // Until Raft has started, the role is unknown: "unavailable", term 0.
   zmesh::log::SetRaftState(zmesh::raft::RoleName(zmesh::raft::Role::kUnavailable), 0);
+  logging = true;
 
   if (absl::GetFlag(FLAGS_data_dir).empty()) return Fail("--data-dir is required");
   if (const std::string backup = absl::GetFlag(FLAGS_restore_backup); !backup.empty()) {

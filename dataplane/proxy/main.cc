@@ -56,8 +56,16 @@ namespace {
 constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
 
+// Set once the log is configured: failures from then on are log lines (JSON with
+// --log-format json), so collectors see them.
+bool logging = false;
+
 int Fail(int code, const std::string& message) {
-  std::fprintf(stderr, "zmesh-proxy: %s\n", message.c_str());
+  if (logging) {
+    ZLOG_ERROR("%s", message);
+  } else {
+    std::fprintf(stderr, "zmesh-proxy: %s\n", message.c_str());
+  }
   return code;
 }
 
@@ -188,6 +196,7 @@ int main(int argc, char** argv) {
   zmesh::log::SetLevel(level);
   zmesh::log::SetFormat(format);
   zmesh::log::SetPrefix(absl::StrCat("proxy-", options.node_name));
+  logging = true;
 
   // Signals are taken synchronously by the main thread; every other thread inherits the mask.
   sigset_t signals;

@@ -89,6 +89,14 @@ v1::Kind RequestKind(Pattern pattern) {
   return v1::KIND_UNSPECIFIED;
 }
 
+// A name from the network as it may appear in a log line: at most kMaxLoggedName bytes (headers
+// can carry long names; logs carry names, sizes and reasons, never payloads).
+constexpr size_t kMaxLoggedName = 128;
+std::string Loggable(absl::string_view name) {
+  if (name.size() <= kMaxLoggedName) return std::string(name);
+  return absl::StrCat(name.substr(0, kMaxLoggedName), "...(", name.size(), " bytes)");
+}
+
 DropReason ReasonOf(const wire::Decoded& decoded) {
   if (decoded.status == v1::STATUS_TOO_LARGE) return DropReason::kTooLarge;
   if (absl::StartsWith(decoded.detail, "unsupported envelope version")) {
@@ -184,14 +192,16 @@ class Pipeline::Loop {
     const LocalTable::Instances* instances = InstancesFor(target);
     if (instances == nullptr && fanout) {
       // A FANOUT is never answered except for a bad message (docs/wire-protocol.md).
-      Drop(DropReason::kNoSuchTarget, absl::StrCat("FANOUT for ", target.exchange(), "/",
-                                                   target.topic(), " with no local instance"));
+      Drop(DropReason::kNoSuchTarget,
+           absl::StrCat("FANOUT for ", Loggable(target.exchange()), "/", Loggable(target.topic()),
+                        " with no local instance"));
       return true;
     }
     if (instances == nullptr) {
       Refuse(decoded, DropReason::kNoSuchTarget, v1::STATUS_NO_SUCH_TARGET,
-             absl::StrCat("no local instance serves ", target.exchange(), "/", target.topic(),
-                          fanout ? "" : "/", fanout ? "" : target.server()));
+             absl::StrCat("no local instance serves ", Loggable(target.exchange()), "/",
+                          Loggable(target.topic()), fanout ? "" : "/",
+                          fanout ? "" : Loggable(target.server())));
       return true;
     }
     if (fanout) {
