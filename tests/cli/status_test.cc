@@ -328,9 +328,9 @@ class RestoredClusterTest : public ::testing::Test {
   }
 
   std::string Addresses(const std::vector<const Replica*>& replicas) {
-    std::vector<std::string> addresses;
-    for (const Replica* replica : replicas) addresses.push_back(replica->grpc);
-    return absl::StrJoin(addresses, ",");
+    return absl::StrJoin(replicas, ",", [](std::string* out, const Replica* replica) {
+      out->append(replica->grpc);
+    });
   }
 
   TempDir dir_;
@@ -350,12 +350,12 @@ TEST_F(RestoredClusterTest, AReplicaThatMissedTheBackupShowsAsDiffering) {
 
   std::vector<const Replica*> restored;
   for (uint64_t id : {1, 2, 3}) restored.push_back(&Add(id, backup));
-  std::vector<std::string> voters;
-  for (const Replica* replica : restored) {
-    voters.push_back(absl::StrCat(replica->id, "=", replica->raft));
-  }
+  const std::string voters =
+      absl::StrJoin(restored, ",", [](std::string* out, const Replica* replica) {
+        absl::StrAppend(out, replica->id, "=", replica->raft);
+      });
   for (uint64_t i = 0; i < 3; ++i) {
-    Launch(replicas_[i], {"--initial-cluster", absl::StrJoin(voters, ",")});
+    Launch(replicas_[i], {"--initial-cluster", voters});
   }
   const std::string cluster = Addresses(restored);
   ASSERT_TRUE(Eventually([&] { return Ctl(cluster, {"status"}).exit_code == 0; }, 20000))
