@@ -26,6 +26,7 @@ window, divided by the operations. See bench/README.md.
 import argparse
 import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -138,11 +139,12 @@ class WorkerProcess:
 
 class RabbitSystem:
     name = "rabbit"
-    infra_roles = ("broker",)
+    in_process = False
 
     def __init__(self, args, work_dir):
-        self.broker = rabbit_broker.RabbitBroker(os.path.join(work_dir, "rabbitmq"))
-        os.makedirs(self.broker.dir, exist_ok=True)
+        # A fresh dir per run, also when --work-dir is reused.
+        self.broker = rabbit_broker.RabbitBroker(tempfile.mkdtemp(prefix="rabbitmq-",
+                                                                  dir=work_dir))
         self.topology = "RabbitMQ %s on 127.0.0.1" % _rabbit_version()
 
     def start(self):
@@ -162,7 +164,7 @@ class RabbitSystem:
 
 class ZmeshSystem:
     name = "zmesh"
-    infra_roles = ("proxy", "directory")
+    in_process = False
 
     def __init__(self, args, work_dir):
         self.build_dir = os.path.abspath(args.build_dir)
@@ -172,7 +174,7 @@ class ZmeshSystem:
             raise BenchError("%s/zmesh is missing: build the Python package first "
                              "(cmake --build %s)" % (self.python_dir, args.build_dir))
         self.proxies = args.zmesh_proxies
-        self.work_dir = os.path.join(work_dir, "zmesh")
+        self.work_dir = tempfile.mkdtemp(prefix="zmesh-", dir=work_dir)  # fresh per run
         self.cluster = None
         self.topology = ("3 directory replicas, %s" % (
             "client and servers on one zmesh-proxy" if self.proxies == 1 else
@@ -209,7 +211,34 @@ class ZmeshSystem:
         return None
 
 
-SYSTEMS = {"rabbit": RabbitSystem, "zmesh": ZmeshSystem}
+class FakeSystem:
+    """oslo.messaging's in-memory fake:// driver: client, servers and listener in ONE process
+    (the driver only works within a process). Not a transport to compare with: the floor of
+    what oslo.messaging itself costs per message (client + executor + dispatch + the fake
+    driver's queues and JSON check) with no network, no broker and no second process. Its
+    multi-threaded figures share one GIL between client and servers."""
+
+    name = "fake"
+    in_process = True
+
+    def __init__(self, args, work_dir):
+        self.topology = "oslo.messaging's fake:// driver, client and servers in one process " \
+            "(the floor of oslo's own cost, no transport)"
+
+    def start(self):
+        self.url = "fake://"
+
+    def env(self, role):
+        return _base_env()
+
+    def infra_pids(self):
+        return {}
+
+    def stop(self):
+        return None
+
+
+SYSTEMS = {"rabbit": RabbitSystem, "zmesh": ZmeshSystem, "fake": FakeSystem}
 
 
 def _base_env():
@@ -230,33 +259,64 @@ def _rabbit_version():
 # --- one driver's run -------------------------------------------------------------------------
 
 class CpuWindow:
-    """utime+stime of groups of processes between begin() and end()."""
+    """utime+stime of groups of processes between begin() and end(), and per thread for the
+    breakdown: Python threads by name (the worker names its own, `thread_names`), native ones
+    (libzmesh, ZeroMQ, Erlang schedulers) by their kernel name."""
 
-    def __init__(self, groups):
+    def __init__(self, groups, thread_names=None):
         self.groups = groups  # role -> [pid]
+        self.thread_names = thread_names or (lambda pid: {})
 
     def _read(self):
         values = {}
+        threads = {}
         for role, pids in self.groups.items():
             for pid in pids:
                 value = procs.cpu_seconds(pid)
                 if value is None:
                     raise BenchError("%s process %d is gone" % (role, pid))
                 values[(role, pid)] = value
-        return values
+                threads[pid] = procs.thread_cpu_seconds(pid)
+        return values, threads
 
     def begin(self):
-        self._start = self._read()
+        self._start, self._start_threads = self._read()
 
     def end(self, ops):
-        stop = self._read()
+        stop, stop_threads = self._read()
         per_role = {}
         per_process = {}
+        per_thread = {}
+        wakeups = {}
         for key, value in stop.items():
             used = value - self._start[key]
             per_role[key[0]] = per_role.get(key[0], 0.0) + used
-            per_process["%s:%d" % key] = used * 1e3 / ops
-        return {role: used * 1e3 / ops for role, used in per_role.items()}, per_process
+            label = "%s:%d" % key
+            per_process[label] = used * 1e3 / ops
+            pid = key[1]
+            names = self.thread_names(pid)
+            groups = {}
+            accounted = 0.0
+            runs = 0
+            for tid, (comm, seconds, scheduled) in stop_threads[pid].items():
+                _, before, scheduled_before = self._start_threads[pid].get(tid, (comm, 0.0, 0))
+                delta = seconds - before
+                accounted += delta
+                runs += scheduled - scheduled_before
+                if tid in names:
+                    name = "py " + re.sub(r"\d+", "N", names[tid])
+                else:
+                    name = re.sub(r"\d+", "N", comm)
+                groups[name] = groups.get(name, 0.0) + delta
+            # Threads that exited in the window, and the tick sampling of utime+stime.
+            groups["(exited threads, rounding)"] = used - accounted
+            per_thread[label] = {name: round(v * 1e3 / ops, 4) for name, v in
+                                 sorted(groups.items(), key=lambda kv: -kv[1])
+                                 if abs(v) * 1e3 / ops >= 0.0005}
+            wakeups[label] = round(runs / ops, 2)
+        return ({role: used * 1e3 / ops for role, used in per_role.items()},
+                {"total": per_process, "threads": per_thread,
+                 "thread_wakeups_per_op": wakeups})
 
 
 class DriverRun:
@@ -266,7 +326,7 @@ class DriverRun:
         self.log_dir = log_dir
         self.workers = {}
         self.results = []
-        self.expected = {}  # (worker, name, kind, phase) -> count the receiver must end with
+        self.expected = {}  # (receiver name, kind, phase) -> count it must end with
 
     def log(self, text):
         print("[%s] %s" % (self.system.name, text), file=sys.stderr, flush=True)
@@ -278,6 +338,9 @@ class DriverRun:
                   for i in range(FANOUT_SERVERS)]
         specs += [("listener", ["--listen", "bench_notifications"], "server"),
                   ("client", ["--client"], "client")]
+        if self.system.in_process:
+            merged = [arg for _, extra, _ in specs for arg in extra]
+            specs = [("all", merged, "client")]
         for name, extra, role in specs:
             argv = ["--url", url] + extra
             if self.args.profile:
@@ -287,14 +350,35 @@ class DriverRun:
                                                self.system.env(role), self.log_dir)
         for worker in self.workers.values():
             worker.wait_ready()
+        if self.system.in_process:
+            every = self.workers["all"]
+            self.workers = {name: every for name in ["server", "listener", "client"] + [
+                "fanout%d" % i for i in range(FANOUT_SERVERS)]}
+
+    def unique_workers(self):
+        unique = []
+        for worker in self.workers.values():
+            if worker not in unique:
+                unique.append(worker)
+        return unique
+
+    def thread_names(self, pid):
+        """{tid: name} of the Python threads of worker `pid` ({} for other processes)."""
+        for worker in self.unique_workers():
+            if worker.pid == pid:
+                return {int(tid): name for tid, name in
+                        worker.request({"op": "threads"})["threads"].items()}
+        return {}
 
     def cpu_window(self, receivers):
+        if self.system.in_process:
+            return CpuWindow({"client": [self.workers["client"].pid]}, self.thread_names)
         groups = {"client": [self.workers["client"].pid],
                   "server": [self.workers[r].pid for r in receivers]}
         groups.update(self.system.infra_pids())
         idle = [w.pid for n, w in self.workers.items() if n != "client" and n not in receivers]
         groups["idle workers"] = idle
-        return CpuWindow(groups)
+        return CpuWindow(groups, self.thread_names)
 
     def add(self, case, metric, value, unit, cpu, per_process, detail):
         row = {"driver": self.system.name, "case": case, "metric": metric, "value": value,
@@ -304,7 +388,7 @@ class DriverRun:
         return row
 
     def expect(self, worker, name, kind, phase, count):
-        key = (worker, name, kind, phase)
+        key = (name, kind, phase)
         self.expected[key] = self.expected.get(key, 0) + count
 
     def wait_receiver(self, worker, name, kind, phase, count):
@@ -402,21 +486,20 @@ class DriverRun:
         """Every receiver ended with exactly what was sent to it: nothing late, nothing extra."""
         problems = []
         seen = set()
-        for worker_name, worker in self.workers.items():
+        for worker in self.unique_workers():
             for name, kind, phase, st in worker.request({"op": "stats"})["stats"]:
-                key = (worker_name, name, kind, phase)
+                key = (name, kind, phase)
                 seen.add(key)
                 want = self.expected.get(key)
                 if want is None:
                     problems.append("%s got %d unexpected %s messages (phase %s)" % (
-                        worker_name, st["count"], kind, phase))
+                        name, st["count"], kind, phase))
                 elif st["count"] != want or st["dups"]:
-                    problems.append("%s (%s) %s phase %s: %d received (%d duplicates), %d sent" %
-                                    (worker_name, name, kind, phase, st["count"], st["dups"],
-                                     want))
+                    problems.append("%s %s phase %s: %d received (%d duplicates), %d sent" %
+                                    (name, kind, phase, st["count"], st["dups"], want))
         for key, want in self.expected.items():
             if key not in seen and want:
-                problems.append("%s (%s) %s phase %s: nothing received, %d sent" % (key + (want,)))
+                problems.append("%s %s phase %s: nothing received, %d sent" % (key + (want,)))
         if problems:
             raise BenchError("lost or duplicated messages:\n  " + "\n  ".join(problems))
 
@@ -433,9 +516,9 @@ class DriverRun:
 
     def stop(self):
         errors = []
-        for worker in self.workers.values():
+        for worker in self.unique_workers():
             worker.send_quit()
-        for worker in self.workers.values():
+        for worker in self.unique_workers():
             error = worker.finish_quit()
             if error:
                 errors.append(error)
@@ -445,7 +528,7 @@ class DriverRun:
         return errors
 
     def kill(self):
-        for worker in self.workers.values():
+        for worker in self.unique_workers():
             worker.kill()
 
 
@@ -483,6 +566,24 @@ def print_table(results, out):
             r["driver"], label, _fmt(r["value"]), r["unit"],
             _fmt(cpu.get("client")) if cpu else "", _fmt(cpu.get("server")) if cpu else "",
             _fmt(infra) if cpu else "", _fmt(cpu.get("directory")) if cpu else ""), file=out)
+
+
+def print_breakdown(results, out):
+    """Per case and process: CPU ms/op, thread wake-ups/op, and CPU ms/op per thread group."""
+    print("\nWhere the time goes (per operation: CPU ms, thread wake-ups; CPU per thread "
+          "group: 'py NAME' = Python threads, others native, by kernel name):", file=out)
+    for r in results:
+        detail = r["cpu_ms_per_op_per_process"]
+        if not detail:
+            continue
+        print("  %s %s:" % (r["driver"], r["case"]), file=out)
+        for label, total in detail["total"].items():
+            if label.startswith("idle workers") and total < 0.001:
+                continue
+            groups = detail["threads"].get(label, {})
+            text = ", ".join("%s %.3f" % (name, v) for name, v in groups.items())
+            print("    %-20s %7.3f ms %6.1f wake-ups   %s" % (
+                label, total, detail["thread_wakeups_per_op"].get(label, 0), text), file=out)
 
 
 def ratios(results):
@@ -533,7 +634,8 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="See bench/README.md for what is measured and how.")
     p.add_argument("--drivers", default="rabbit,zmesh",
-                   help="comma-separated, in run order: rabbit, zmesh (default: both)")
+                   help="comma-separated, in run order: rabbit, zmesh, fake (oslo's in-memory "
+                   "driver in one process: the floor of oslo's own cost; default: rabbit,zmesh)")
     p.add_argument("--cases", default=",".join(CASES),
                    help="comma-separated subset of %s" % ",".join(CASES))
     p.add_argument("--duration", type=float, default=5.0,
@@ -633,6 +735,8 @@ def main(argv=None):
         print("  %s: %s" % (name, topology))
     print()
     print_table(results, sys.stdout)
+    if not args.smoke:
+        print_breakdown(results, sys.stdout)
     rows = ratios(results)
     print_ratios(rows, sys.stdout)
     if args.json:

@@ -63,3 +63,26 @@ def tail(path, lines=30):
     except OSError as e:
         return "(no log: %s)" % e
     return "\n".join(content[-lines:])
+
+
+def thread_cpu_seconds(pid):
+    """{tid: (comm, seconds on CPU, times scheduled in)} of every live thread of process
+    `pid`, from /proc/<pid>/task/<tid>/schedstat (nanoseconds; per-thread utime/stime are tick
+    samples that undercount threads running in short bursts). "Times scheduled in" counts the
+    thread's wake-ups (and preemptions): a message handed from thread to thread shows there."""
+    result = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return result
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, tid), "rb") as f:
+                fields = f.read().split()
+            on_cpu_ns, runs = int(fields[0]), int(fields[2])
+            with open("/proc/%d/task/%s/comm" % (pid, tid), "rb") as f:
+                comm = f.read().strip().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue  # exited meanwhile
+        result[int(tid)] = (comm, on_cpu_ns / 1e9, runs)
+    return result

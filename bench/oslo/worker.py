@@ -127,6 +127,88 @@ def latency_summary(latencies):
             "mean_ms": sum(values) / len(values) * 1e3 if values else None}
 
 
+# Who owns the code a profile entry is in: (layer, path fragment), first match wins.
+LAYERS = [
+    ("zmesh binding (_zmesh)", "zmesh._zmesh"),
+    ("zmesh driver (oslo_driver.py)", "zmesh/oslo_driver.py"),
+    ("zmesh client API (client.py)", "zmesh/client.py"),
+    ("oslo _drivers/ (base, common; rabbit: amqpdriver...)", "oslo_messaging/_drivers/"),
+    ("kombu + amqp (rabbit)", "/kombu/"),
+    ("kombu + amqp (rabbit)", "/amqp/"),
+    ("oslo.messaging (client, server, dispatcher, notify)", "oslo_messaging/"),
+    ("futurist executor", "/futurist/"),
+    ("oslo config/serialization/utils/context", "/oslo_"),
+    ("json", "json/"),
+    ("bench endpoint/client loop (worker.py)", "bench/oslo/worker.py"),
+    ("threading/queue (stdlib)", "threading.py"),
+    ("threading/queue (stdlib)", "queue.py"),
+]
+
+
+TRANSPARENT = "(charged to callers)"
+
+
+def _layer_of(func):
+    """The layer owning `func`'s self time, or TRANSPARENT for built-ins and the stdlib's
+    threading/queue, whose time is charged to whoever called them."""
+    filename, _, name = func
+    if filename == "~":  # a built-in: name is e.g. "<built-in method zmesh._zmesh.reply>"
+        if "zmesh._zmesh" in name:
+            return "zmesh binding (_zmesh)"
+        if "json" in name:
+            return "json"
+        return TRANSPARENT
+    if filename.endswith(("/threading.py", "/queue.py")):
+        return TRANSPARENT
+    text = filename + ":" + name
+    for layer, fragment in LAYERS:
+        if fragment in text:
+            return layer
+    return "other Python (stdlib, logging, ...)"
+
+
+def layer_report(raw, ops, ops_label):
+    """CPU (self time) per layer. The time of built-ins and of threading/queue is charged to
+    the layers that called them (through chains of such calls), in proportion to the time each
+    caller spent in them."""
+    memo = {}
+
+    def owners(func, depth=0):
+        """{layer: share} of who is responsible for func's time."""
+        if func in memo:
+            return memo[func]
+        layer = _layer_of(func)
+        if layer != TRANSPARENT:
+            return {layer: 1.0}
+        callers = raw[func][4] if func in raw else {}
+        total = sum(edge[3] for edge in callers.values())
+        if depth > 20 or not callers or total <= 0:
+            return {"other Python (stdlib, logging, ...)": 1.0}
+        shares = {}
+        for caller, edge in callers.items():
+            for owner, share in owners(caller, depth + 1).items():
+                shares[owner] = shares.get(owner, 0.0) + share * edge[3] / total
+        memo[func] = shares
+        return shares
+
+    totals = {}
+    for func, (cc, nc, tt, ct, callers) in raw.items():
+        if func[0] == "~" and "acquire" in func[2] and nc and tt / nc > 0.001:
+            # A lock wait of more than 1 ms per call is an idle thread blocked (e.g. oslo's
+            # metrics thread), not CPU: cProfile occasionally charges such waits wrongly.
+            continue
+        for owner, share in owners(func).items():
+            totals[owner] = totals.get(owner, 0.0) + tt * share
+    whole = sum(totals.values()) or 1.0
+    lines = ["CPU per layer (self time; built-ins and threading/queue charged to their "
+             "callers), %d %s:" % (ops, ops_label)]
+    for layer, seconds in sorted(totals.items(), key=lambda kv: -kv[1]):
+        per_op = " %8.1f us/op" % (seconds / ops * 1e6) if ops else ""
+        lines.append("  %-52s %8.3f s %5.1f%%%s" % (layer, seconds, seconds / whole * 100,
+                                                    per_op))
+    return "\n".join(lines) + "\n\n"
+
+
 class ThreadProfiles:
     """cProfile for every thread (cProfile profiles only the thread that enables it): one
     profiler per thread, installed through threading.setprofile for threads started later (the
@@ -153,16 +235,18 @@ class ThreadProfiles:
         sys.setprofile(None)
         self._start_one()
 
-    def dump(self):
+    def dump(self, ops, ops_label):
         import pstats
         threading.setprofile(None)
         stats = None
         with self._lock:
             profiles = list(self._profiles)
         for profile in profiles:
+            # No disable()/create_stats(): they would close the frames still open in the
+            # profile's own thread (idle threads blocked in a lock) with THIS thread's clock.
+            # The other threads are idle by now, their finished calls are what counts.
             try:
-                profile.disable()  # only stops the calling thread's; the rest are idle by now
-                profile.create_stats()
+                profile.snapshot_stats()
             except Exception:
                 continue
             if not getattr(profile, "stats", None):
@@ -175,13 +259,14 @@ class ThreadProfiles:
             return
         stats.dump_stats(self._path)
         with open(self._path + ".txt", "w") as f:
+            f.write(layer_report(stats.stats, ops, ops_label))
             text = pstats.Stats(self._path, stream=f)
             text.sort_stats("tottime").print_stats(45)
             text.sort_stats("cumulative").print_stats(60)
 
 
 class Worker:
-    def __init__(self, args):
+    def __init__(self, args, before_servers=lambda: None):
         # Imported here so that --help works without oslo.
         import oslo_messaging
         from oslo_config import cfg
@@ -196,10 +281,13 @@ class Worker:
         self.notify_transport = None
         self.client = None
         self.notifier = None
+        self.sent = 0
         if args.serve or args.client:
             self.rpc_transport = oslo_messaging.get_rpc_transport(conf, url=args.url)
         if args.listen or args.client:
             self.notify_transport = oslo_messaging.get_notification_transport(conf, url=args.url)
+        # Profiling (when asked) starts here: after the imports and the driver's loading.
+        before_servers()
         for spec in args.serve:
             topic, _, name = spec.partition(":")
             server = oslo_messaging.get_rpc_server(
@@ -243,6 +331,7 @@ class Worker:
                 break
         result = latency_summary(latencies)
         result["elapsed_s"] = clock() - start
+        self.sent += len(latencies)
         return result
 
     def call_threads(self, phase, threads, duration):
@@ -268,7 +357,7 @@ class Worker:
                     seq += 1
                     if t1 >= end:
                         break
-            except Exception as e:  # reported below, fails the run
+            except Exception:  # reported below, fails the run
                 errors.append("thread %d: %s" % (index, traceback.format_exc()))
             results[index] = (latencies, clock())
 
@@ -287,6 +376,7 @@ class Worker:
         result = latency_summary(all_latencies)
         result["elapsed_s"] = elapsed
         result["per_s"] = len(all_latencies) / elapsed
+        self.sent += len(all_latencies)
         return result
 
     def cast(self, phase, count, fanout):
@@ -294,6 +384,7 @@ class Worker:
         t0 = time.monotonic()
         for seq in range(count):
             client.cast({}, "take", phase=phase, seq=seq, data=PAYLOAD)
+        self.sent += count
         return {"t0": t0, "t1": time.monotonic()}
 
     def notify(self, phase, count):
@@ -301,7 +392,14 @@ class Worker:
         t0 = time.monotonic()
         for seq in range(count):
             notifier.info({}, "bench.event", {"phase": phase, "seq": seq, "data": PAYLOAD})
+        self.sent += count
         return {"t0": t0, "t1": time.monotonic()}
+
+    def operations(self):
+        """How many messages this process handled (receivers) or sent (the client)."""
+        if self.client is not None:
+            return self.sent, "messages sent"
+        return sum(st["count"] for _, _, _, st in self.recorder.all()), "messages received"
 
     def quit(self):
         t0 = time.monotonic()
@@ -321,6 +419,8 @@ class Worker:
 
     def handle(self, cmd):
         op = cmd["op"]
+        if op == "threads":
+            return {"threads": {str(t.native_id): t.name for t in threading.enumerate()}}
         if op == "stats":
             return {"stats": self.recorder.all()}
         if op == "wait":
@@ -350,13 +450,18 @@ def main():
     # (it should not) would land in the log instead.
     channel = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    profiles = ThreadProfiles(args.profile, args.profile_clock) if args.profile else None
+    profiles = None
+
+    def start_profiles():
+        nonlocal profiles
+        if args.profile:
+            profiles = ThreadProfiles(args.profile, args.profile_clock)
 
     def answer(obj):
         channel.write(json.dumps(obj) + "\n")
 
     try:
-        worker = Worker(args)
+        worker = Worker(args, start_profiles)
     except Exception:
         answer({"error": "worker start failed:\n" + traceback.format_exc()})
         return 1
@@ -370,7 +475,8 @@ def main():
             try:
                 worker.quit()
                 if profiles:
-                    profiles.dump()
+                    ops, label = worker.operations()
+                    profiles.dump(ops, label)
                 answer({"bye": os.getpid()})
             except Exception:
                 answer({"error": "quit failed:\n" + traceback.format_exc()})
