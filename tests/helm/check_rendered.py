@@ -7,7 +7,8 @@ Renders the chart with helm for the default values and for ci/five-replicas-valu
 what a deployment relies on (replica counts, ports, volumes, probes, the config files the
 daemons read), that bad values are refused, and runs the directory's start script against stub
 commands. With BIN_DIR (a build's bin/), the rendered config files are also checked by the real
-daemons (--only_check_args). Prints one line per check and "N passed, N failed"; exits non-zero
+daemons (--only_check_args), and the start script bootstraps three real replicas on loopback
+addresses (127.0.0.11-13 standing in for pod IPs) that must elect one leader. Prints one line per check and "N passed, N failed"; exits non-zero
 on any failure.
 """
 
@@ -324,6 +325,90 @@ def check_start_script(cm):
               proc.stderr)
 
 
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_start_script_with_daemons(cm):
+    """Three real zmesh-directory replicas started by files/directory-start.sh on loopback
+    (127.0.0.11-13 standing in for pod IPs; a stub getent resolves the peers' names to them)
+    form one cluster, and a restarted replica comes back from its data dir."""
+    import signal
+    import time
+    script = cm["data"]["directory-start.sh"]
+    grpc_port, raft_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        stubs = os.path.join(tmp, "bin")
+        os.mkdir(stubs)
+        with open(os.path.join(stubs, "getent"), "w") as f:
+            f.write('#!/bin/sh\nn=${2#zm-zmesh-directory-}; n=${n%%.*}\n'
+                    'echo "127.0.0.$((n + 11))  STREAM $2"\n')
+        os.chmod(os.path.join(stubs, "getent"), 0o755)
+        for program in ("zmesh-directory", "zmeshctl"):
+            os.symlink(os.path.join(BIN_DIR, program), os.path.join(stubs, program))
+        script_path = os.path.join(tmp, "directory-start.sh")
+        with open(script_path, "w") as f:
+            f.write(script)
+        procs = {}
+
+        def start(i):
+            conf = os.path.join(tmp, f"c{i}.conf")
+            with open(conf, "w") as f:
+                f.write(f"listen = 127.0.0.{i + 11}:{grpc_port}\n")
+            env = {"PATH": stubs + ":/usr/bin:/bin", "POD_NAME": f"zm-zmesh-directory-{i}",
+                   "POD_NAMESPACE": NAMESPACE, "POD_IP": f"127.0.0.{i + 11}",
+                   "STATEFULSET": "zm-zmesh-directory",
+                   "PEERS_SERVICE": "zm-zmesh-directory-peers", "CLUSTER_DOMAIN": "cluster.local",
+                   "REPLICAS": "3", "INITIAL_CLUSTER_SIZE": "3", "GRPC_PORT": str(grpc_port),
+                   "RAFT_PORT": str(raft_port), "PEER_WAIT_SECONDS": "10",
+                   "DATA_DIR": os.path.join(tmp, f"d{i}"), "CONFIG": conf}
+            log = open(os.path.join(tmp, f"log{i}"), "a")
+            procs[i] = subprocess.Popen(["/bin/sh", script_path], env=env, stdout=log,
+                                        stderr=log, start_new_session=True)
+
+        def members():
+            out = subprocess.run(
+                [os.path.join(BIN_DIR, "zmeshctl"), "--directory",
+                 ",".join(f"127.0.0.{i + 11}:{grpc_port}" for i in range(3)), "--timeout-ms",
+                 "2000", "-o", "json", "members", "list"], capture_output=True, text=True)
+            return out.stdout if out.returncode == 0 else ""
+
+        def eventually(condition, seconds=20):
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if condition():
+                    return True
+                time.sleep(0.2)
+            return condition()
+
+        def one_leader(text):
+            return text.count('"ROLE_LEADER"') == 1 and all(
+                f"127.0.0.{i + 11}:{raft_port}" in text for i in range(3))
+
+        try:
+            for i in range(3):
+                start(i)
+            ok = eventually(lambda: one_leader(members()))
+            logs = "".join(open(os.path.join(tmp, f"log{i}")).read()[-600:] for i in range(3))
+            check("start script + zmesh-directory: three replicas bootstrap one cluster", ok,
+                  members() + logs)
+            procs[1].send_signal(signal.SIGTERM)
+            procs[1].wait(timeout=15)
+            start(1)
+            ok = eventually(lambda: "restarting from its data dir" in
+                            open(os.path.join(tmp, "log1")).read() and one_leader(members()))
+            check("start script + zmesh-directory: a restarted replica rejoins from its data",
+                  ok, open(os.path.join(tmp, "log1")).read()[-800:])
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+
+
 defaults = manifests()
 check("default: six resources",
       sorted(k for k, _ in defaults) ==
@@ -387,6 +472,8 @@ check("NOTES (five): replica count and ports follow the values",
       "4000 ms" in notes5, notes5)
 
 check_start_script(cm)
+if BIN_DIR:
+    check_start_script_with_daemons(cm)
 
 print(f"helm-chart: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
