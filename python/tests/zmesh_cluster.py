@@ -235,6 +235,10 @@ class LocalCluster:
     def proxy_log(self, i):
         return self._proxies[i].log_path
 
+    def proxy_pid(self, i):
+        """Process id of proxy i (e.g. to SIGSTOP it: a node that hangs without dying)."""
+        return self._proxies[i].process.pid
+
     def proxy_running(self, i):
         return self._proxies[i].running
 

@@ -55,6 +55,8 @@ STOP_GRACE_S = 2.0
 # How long cleanup() waits for a listener's native stop (it waits for running handlers, i.e. for
 # oslo's executor to answer the calls it took).
 CLEANUP_WAIT_S = 60.0
+# libzmesh's default payload limit (zmesh/types.h kMaxPayloadBytes).
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
 # Messages taken from the native inbox at once (handed to oslo one by one).
 POP_BATCH = 16
 
@@ -201,6 +203,12 @@ class ZmeshIncomingMessage(base.RpcIncomingMessage):
                 LOG.exception('zmesh: the reply to %s cannot be serialized', self.message)
                 self._raw.fail(_serialized_error(oslo_messaging.MessagingException(
                     'the server could not serialize its reply: %s' % e)))
+                return
+            if len(payload) > MAX_PAYLOAD_BYTES:
+                # Tell the caller now rather than letting it wait for its timeout.
+                self._raw.fail(_serialized_error(oslo_messaging.MessagingException(
+                    'the reply is %d bytes, more than zmesh carries (%d)'
+                    % (len(payload), MAX_PAYLOAD_BYTES))))
                 return
             self._raw.reply(payload)
         except Exception:
