@@ -58,6 +58,7 @@ class MetricsServer {
   absl::Mutex mu_;
   std::vector<std::shared_ptr<prometheus::Collectable>> collectors_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<prometheus::Exposer> exposer_;  // destroyed first: stops the scrapes
+  std::string host_;                              // where to reach the listener from this machine
   int port_ = 0;
 };
 
