@@ -225,6 +225,18 @@ TEST_F(MetricsTest, BadMessagesAreCountedByReason) {
             before.Sum("zmesh_proxy_delivered_messages_total", {{"pattern", "call"}}));
   // One series per (pattern, reason): the label set is fixed, whatever arrives.
   EXPECT_EQ(after.Count("zmesh_proxy_undelivered_messages_total"), 4 * 9);
+  // The sender's connection is counted while it is open, and no longer once it is closed.
+  const double peers_before = before.Sum("zmesh_proxy_connected_peers", {{"pattern", "call"}});
+  EXPECT_EQ(after.Sum("zmesh_proxy_connected_peers", {{"pattern", "call"}}), peers_before + 1);
+  socket.close();
+  Scrape closed;
+  EXPECT_TRUE(Eventually(
+      [&] {
+        closed = Fetch(proxies_[0]->metrics_port());
+        return closed.Sum("zmesh_proxy_connected_peers", {{"pattern", "call"}}) == peers_before;
+      },
+      10000))
+      << closed.text();
 }
 
 TEST(MetricsFlagTest, OffUnlessAskedForAndABusyPortIsAClearError) {
