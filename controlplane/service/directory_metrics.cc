@@ -58,7 +58,8 @@ const char* CodeName(grpc::StatusCode code) {
   }
 }
 
-// Splits "/pkg.Service/Method" into its labels. Only methods compiled into this binary get their
+// Splits "/pkg.Service/Method" into its labels. Only methods compiled into this binary (the
+// protobuf services, and gRPC's own health service, which is not a protobuf one here) get their
 // own labels, so a client cannot grow the label set with made-up names.
 std::pair<std::string, std::string> MethodLabels(const char* full) {
   const absl::string_view name(full == nullptr ? "" : full);
@@ -66,8 +67,10 @@ std::pair<std::string, std::string> MethodLabels(const char* full) {
   if (name.size() > 1 && name[0] == '/' && slash != 0 && slash != absl::string_view::npos) {
     const std::string service(name.substr(1, slash - 1));
     const std::string method(name.substr(slash + 1));
-    if (google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
-            absl::StrCat(service, ".", method)) != nullptr) {
+    const bool health =
+        service == "grpc.health.v1.Health" && (method == "Check" || method == "Watch");
+    if (health || google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+                      absl::StrCat(service, ".", method)) != nullptr) {
       return {service, method};
     }
   }

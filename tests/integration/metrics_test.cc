@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
 #include <zmq.hpp>
 
 #include "absl/status/statusor.h"
@@ -31,6 +33,29 @@ using testing::TempDir;
 
 constexpr char kTopic[] = "metered";
 const std::vector<std::string> kMetricsArgs = {"--metrics-listen", "127.0.0.1:0"};
+
+// Calls `method` ("/pkg.Service/Method") on `address` with an empty request; its status code.
+grpc::StatusCode CallWithEmptyRequest(const std::string& address, const std::string& method) {
+  grpc::GenericStub stub(grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue queue;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  grpc::Status status;
+  std::unique_ptr<grpc::GenericClientAsyncResponseReader> call =
+      stub.PrepareUnaryCall(&context, method, request, &queue);
+  call->StartCall();
+  call->Finish(&response, &status, reinterpret_cast<void*>(1));
+  void* tag = nullptr;
+  bool ok = false;
+  EXPECT_TRUE(queue.Next(&tag, &ok));
+  queue.Shutdown();
+  while (queue.Next(&tag, &ok)) {
+  }
+  return status.error_code();
+}
 
 // The scrape, or a failed expectation and an empty scrape.
 Scrape Fetch(int port) {
@@ -193,6 +218,31 @@ TEST_F(MetricsTest, CountersMoveWithCallsCastsAndDirectoryRequests) {
   EXPECT_EQ(directory.Sum("zmesh_directory_leases"), 2);
   EXPECT_GE(directory.Sum("zmesh_directory_registrations"), 1);
   EXPECT_EQ(directory.Sum("zmesh_directory_raft_proposals_total", {{"result", "failed"}}), 0);
+}
+
+TEST_F(MetricsTest, GrpcMethodLabelsAreTheServedMethodsOnly) {
+  EXPECT_EQ(CallWithEmptyRequest(directory_->address(), "/grpc.health.v1.Health/Check"),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(CallWithEmptyRequest(directory_->address(), "/zmesh.directory.v1.Cluster/Status"),
+            grpc::StatusCode::OK);
+  EXPECT_EQ(CallWithEmptyRequest(directory_->address(), "/zmesh.directory.v1.Directory/Made-Up"),
+            grpc::StatusCode::UNIMPLEMENTED);
+  const Scrape scrape = Fetch(directory_->metrics_port());
+  EXPECT_EQ(scrape.Sum("zmesh_directory_grpc_requests_total",
+                       {{"service", "grpc.health.v1.Health"}, {"method", "Check"}, {"code", "OK"}}),
+            1);
+  EXPECT_GE(scrape.Sum("zmesh_directory_grpc_requests_total",
+                       {{"service", "zmesh.directory.v1.Cluster"}, {"method", "Status"}}),
+            1);
+  EXPECT_EQ(scrape.Count("zmesh_directory_grpc_requests_total", {{"method", "Made-Up"}}), 0)
+      << "a client must not be able to add label values";
+  for (const Scrape::Sample& sample : scrape.samples()) {
+    if (sample.name != "zmesh_directory_grpc_requests_total") continue;
+    const std::string& service = sample.labels.at("service");
+    EXPECT_TRUE(absl::StartsWith(service, "zmesh.") || absl::StartsWith(service, "grpc.") ||
+                service == "unknown")
+        << service;
+  }
 }
 
 TEST_F(MetricsTest, BadMessagesAreCountedByReason) {
