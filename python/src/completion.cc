@@ -84,6 +84,9 @@ namespace {
 
 // How long an idle pool thread waits for work before it exits.
 constexpr absl::Duration kIdleExit = absl::Seconds(10);
+// Most threads at once: beyond it tasks queue (a burst of notifies must not make 1,000 threads).
+// No task waits for another pool task, so a full pool only delays, never deadlocks.
+constexpr int kMaxThreads = 32;
 
 // Threads are detached and the pool is never destroyed: a process may exit (or the interpreter
 // finalize) while a thread still waits in libzmesh, and joining there could hang the exit.
@@ -92,7 +95,7 @@ class BlockingPool {
   void Run(std::function<void()> task) {
     absl::MutexLock lock(&mu_);
     tasks_.push_back(std::move(task));
-    if (idle_ < static_cast<int>(tasks_.size())) {
+    if (idle_ < static_cast<int>(tasks_.size()) && threads_ < kMaxThreads) {
       // Every thread is busy (a Stop may wait for handlers for long): one more.
       ++threads_;
       std::thread([this] { Loop(); }).detach();
@@ -104,8 +107,8 @@ class BlockingPool {
     absl::MutexLock lock(&mu_);
     while (true) {
       ++idle_;
-      const bool got = mu_.AwaitWithTimeout(absl::Condition(this, &BlockingPool::HasTask),
-                                            kIdleExit);
+      const bool got =
+          mu_.AwaitWithTimeout(absl::Condition(this, &BlockingPool::HasTask), kIdleExit);
       --idle_;
       if (!got) {
         --threads_;

@@ -59,7 +59,8 @@ void SignalEventFd(int fd);
 void DrainEventFd(int fd);
 
 // Runs `task` on a binding-level worker thread. The pool grows while every thread is busy (a
-// long Server::Stop must not hold up a Fanout) and idle threads exit after a while. Threads never
+// long Server::Stop must not hold up a Fanout), up to 32 threads, and idle threads exit after a
+// while. A task must never wait for another pool task. Threads never
 // touch Python. After fork() the child starts with a fresh, empty pool (pthread_atfork): the
 // parent's threads do not exist there.
 void RunBlocking(std::function<void()> task);

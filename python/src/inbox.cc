@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -186,9 +187,9 @@ absl::StatusOr<std::shared_ptr<Inbox>> Inbox::StartListener(
     queue->Handle(request, nullptr);
   };
   // One worker: it only queues, and keeps the notifications in arrival order.
-  absl::StatusOr<std::unique_ptr<NotificationListener>> listener = NotificationListener::Start(
-      transport->transport(), std::move(targets), std::move(handler),
-      ListenerOptions{.pool = std::move(pool), .threads = 1});
+  absl::StatusOr<std::unique_ptr<NotificationListener>> listener =
+      NotificationListener::Start(transport->transport(), std::move(targets), std::move(handler),
+                                  ListenerOptions{.pool = std::move(pool), .threads = 1});
   if (!listener.ok()) return listener.status();
   {
     absl::MutexLock lock(&inbox->stop_mu_);
@@ -212,16 +213,18 @@ void Inbox::Stop(const std::string& drain_error, bool abandon, int64_t grace_ms)
   // Kept alive by stop_mu_ (~Inbox takes it) until `stopped` is notified below.
   Server* server = server_.get();
   NotificationListener* listener = listener_.get();
-  auto stopped = std::make_shared<absl::Notification>();
-  RunBlocking([server, listener, stopped] {
+  // A thread of its own rather than the binding pool: this one waits for it, and a pool full of
+  // such waiters must not starve the stops they wait for.
+  absl::Notification stopped;
+  std::thread stopper([server, listener, &stopped] {
     if (server != nullptr) server->Stop();
     if (listener != nullptr) listener->Stop();
-    stopped->Notify();
+    stopped.Notify();
   });
-  if (!stopped->WaitForNotificationWithTimeout(absl::Milliseconds(grace_ms))) {
+  if (!stopped.WaitForNotificationWithTimeout(absl::Milliseconds(grace_ms))) {
     queue_->Stop(drain_error, /*abandon=*/false);  // lets handlers waiting for Python return
   }
-  stopped->WaitForNotification();
+  stopper.join();
   queue_->Stop(drain_error, /*abandon=*/false);
 }
 

@@ -108,8 +108,8 @@ class Inbox {
   static absl::StatusOr<std::shared_ptr<Inbox>> StartServer(
       std::shared_ptr<TransportCore> transport, Target target, int threads, int64_t queue_limit);
   static absl::StatusOr<std::shared_ptr<Inbox>> StartListener(
-      std::shared_ptr<TransportCore> transport, std::vector<NotifyTarget> targets,
-      std::string pool, int64_t queue_limit);
+      std::shared_ptr<TransportCore> transport, std::vector<NotifyTarget> targets, std::string pool,
+      int64_t queue_limit);
 
   Inbox(const Inbox&) = delete;
   Inbox& operator=(const Inbox&) = delete;

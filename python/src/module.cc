@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "python/src/completion.h"
+#include "python/src/gil.h"
 #include "python/src/inbox.h"
 #include "python/src/transport_core.h"
 #include "zmesh/transport.h"
@@ -29,11 +30,11 @@ namespace {
 // The exception classes, defined in Python (below) so they are ordinary Exception subclasses
 // with .code and .message. Leaked on purpose: they live as long as the interpreter.
 struct ErrorClasses {
-  PyObject* base = nullptr;             // Error
-  PyObject* deadline = nullptr;         // Timeout: DEADLINE_EXCEEDED
-  PyObject* not_found = nullptr;        // NotFound: NOT_FOUND
-  PyObject* unavailable = nullptr;      // Unavailable: UNAVAILABLE
-  PyObject* invalid_argument = nullptr; // InvalidArgument: INVALID_ARGUMENT
+  PyObject* base = nullptr;              // Error
+  PyObject* deadline = nullptr;          // Timeout: DEADLINE_EXCEEDED
+  PyObject* not_found = nullptr;         // NotFound: NOT_FOUND
+  PyObject* unavailable = nullptr;       // Unavailable: UNAVAILABLE
+  PyObject* invalid_argument = nullptr;  // InvalidArgument: INVALID_ARGUMENT
 };
 ErrorClasses g_errors;
 
@@ -75,11 +76,20 @@ del _cls
 [[noreturn]] void RaiseStatus(const absl::Status& status) {
   PyObject* cls = g_errors.base;
   switch (status.code()) {
-    case absl::StatusCode::kDeadlineExceeded: cls = g_errors.deadline; break;
-    case absl::StatusCode::kNotFound: cls = g_errors.not_found; break;
-    case absl::StatusCode::kUnavailable: cls = g_errors.unavailable; break;
-    case absl::StatusCode::kInvalidArgument: cls = g_errors.invalid_argument; break;
-    default: break;
+    case absl::StatusCode::kDeadlineExceeded:
+      cls = g_errors.deadline;
+      break;
+    case absl::StatusCode::kNotFound:
+      cls = g_errors.not_found;
+      break;
+    case absl::StatusCode::kUnavailable:
+      cls = g_errors.unavailable;
+      break;
+    case absl::StatusCode::kInvalidArgument:
+      cls = g_errors.invalid_argument;
+      break;
+    default:
+      break;
   }
   py::object error = py::reinterpret_borrow<py::object>(cls)(
       absl::StatusCodeToString(status.code()), std::string(status.message()));
@@ -113,10 +123,14 @@ struct Message {
 
 const char* KindName(MessageKind kind) {
   switch (kind) {
-    case MessageKind::kCall: return "call";
-    case MessageKind::kCast: return "cast";
-    case MessageKind::kFanout: return "fanout";
-    case MessageKind::kNotify: return "notify";
+    case MessageKind::kCall:
+      return "call";
+    case MessageKind::kCast:
+      return "cast";
+    case MessageKind::kFanout:
+      return "fanout";
+    case MessageKind::kNotify:
+      return "notify";
   }
   return "call";
 }
@@ -142,7 +156,8 @@ py::object Result(const Pending& pending) {
   if (!status.ok()) RaiseStatus(status);
   std::shared_ptr<void> value = pending.completion->value();
   switch (pending.kind) {
-    case ResultKind::kNone: return py::none();
+    case ResultKind::kNone:
+      return py::none();
     case ResultKind::kCall: {
       const auto& result = *std::static_pointer_cast<CallResult>(value);
       return py::make_tuple(py::bytes(result.payload), result.remote_error);
@@ -184,13 +199,12 @@ Pending CallAsync(const std::shared_ptr<TransportCore>& core, std::string exchan
   options.call_monitor_timeout_ms = call_monitor_timeout_ms;
   options.at_least_once = at_least_once;
   core->transport().CallAsync(
-      Target{std::move(exchange), std::move(topic), std::move(server)}, std::move(payload),
-      options, [completion](absl::StatusOr<CallResult> result) {
+      Target{std::move(exchange), std::move(topic), std::move(server)}, std::move(payload), options,
+      [completion](absl::StatusOr<CallResult> result) {
         if (!result.ok()) {
           completion->Complete(result.status());
         } else {
-          completion->Complete(absl::OkStatus(),
-                               std::make_shared<CallResult>(*std::move(result)));
+          completion->Complete(absl::OkStatus(), std::make_shared<CallResult>(*std::move(result)));
         }
       });
   return {completion, ResultKind::kCall};
@@ -206,8 +220,8 @@ Pending CastAsync(const std::shared_ptr<TransportCore>& core, std::string exchan
   options.acknowledged = acknowledged;
   options.ack_timeout_ms = ack_timeout_ms;
   core->transport().CastAsync(
-      Target{std::move(exchange), std::move(topic), std::move(server)}, std::move(payload),
-      options, [completion](absl::Status status) { completion->Complete(std::move(status)); });
+      Target{std::move(exchange), std::move(topic), std::move(server)}, std::move(payload), options,
+      [completion](absl::Status status) { completion->Complete(std::move(status)); });
   return {completion, ResultKind::kNone};
 }
 
@@ -231,8 +245,7 @@ Pending NotifyAsync(const std::shared_ptr<TransportCore>& core, std::string exch
 }
 
 Pending StartServerAsync(const std::shared_ptr<TransportCore>& core, std::string exchange,
-                         std::string topic, std::string server, int threads,
-                         int64_t queue_limit) {
+                         std::string topic, std::string server, int threads, int64_t queue_limit) {
   if (!core->CheckUsable().ok()) return Unusable(core);
   std::shared_ptr<Completion> completion = Completion::Create();
   RunBlocking([completion, core,
@@ -256,14 +269,14 @@ Pending StartListenerAsync(const std::shared_ptr<TransportCore>& core,
   std::vector<NotifyTarget> notify_targets;
   notify_targets.reserve(targets.size());
   for (auto& [exchange, topic, priority] : targets) {
-    notify_targets.push_back(NotifyTarget{std::move(exchange), std::move(topic),
-                                          std::move(priority)});
+    notify_targets.push_back(
+        NotifyTarget{std::move(exchange), std::move(topic), std::move(priority)});
   }
   std::shared_ptr<Completion> completion = Completion::Create();
-  RunBlocking([completion, core, notify_targets = std::move(notify_targets),
-               pool = std::move(pool), queue_limit]() mutable {
-    absl::StatusOr<std::shared_ptr<Inbox>> inbox = Inbox::StartListener(
-        core, std::move(notify_targets), std::move(pool), queue_limit);
+  RunBlocking([completion, core, notify_targets = std::move(notify_targets), pool = std::move(pool),
+               queue_limit]() mutable {
+    absl::StatusOr<std::shared_ptr<Inbox>> inbox =
+        Inbox::StartListener(core, std::move(notify_targets), std::move(pool), queue_limit);
     if (!inbox.ok()) {
       completion->Complete(inbox.status());
     } else {
@@ -295,11 +308,8 @@ Pending StopInboxAsync(const std::shared_ptr<Inbox>& inbox, std::string drain_er
 }
 
 py::dict Stats(const std::shared_ptr<TransportCore>& core) {
-  TransportStats s;
-  {
-    py::gil_scoped_release release;
-    if (core->CheckUsable().ok()) s = core->transport().stats();
-  }
+  const TransportStats s = WithoutGil(
+      [&] { return core->CheckUsable().ok() ? core->transport().stats() : TransportStats{}; });
   py::dict d;
   d["calls_sent"] = s.calls_sent;
   d["calls_retried"] = s.calls_retried;
@@ -315,12 +325,21 @@ py::dict Stats(const std::shared_ptr<TransportCore>& core) {
   return d;
 }
 
+// `Fn` bound so that it runs without the GIL once pybind11 converted its arguments.
+template <auto Fn>
+struct NoGil;
+template <typename R, typename... Args, R (*Fn)(Args...)>
+struct NoGil<Fn> {
+  static R Call(Args... args) {
+    return WithoutGil([&]() -> R { return Fn(std::forward<Args>(args)...); });
+  }
+};
+
 }  // namespace
 }  // namespace zmesh::python
 
 PYBIND11_MODULE(_zmesh, m) {
   using namespace zmesh::python;  // NOLINT(build/namespaces): the binding's own names
-  using Release = py::call_guard<py::gil_scoped_release>;
   m.doc() =
       "Binding to libzmesh. Nothing here blocks: operations that may wait return a Pending; wait "
       "for it with select.select([pending], [], []) (green under eventlet) and take "
@@ -340,32 +359,28 @@ PYBIND11_MODULE(_zmesh, m) {
                       "An operation in progress. fileno() is an eventfd that becomes readable "
                       "once it is done (and stays readable).")
       .def("fileno", [](const Pending& p) { return p.completion->fd(); })
-      .def("done", [](const Pending& p) { return p.completion->done(); }, Release())
+      .def("done",
+           [](const Pending& p) { return WithoutGil([&] { return p.completion->done(); }); })
       .def("result", &Result,
            "The operation's result. Never blocks: RuntimeError if not done yet; raises Error (or "
            "a subclass) if the operation failed.");
 
   py::class_<TransportCore, std::shared_ptr<TransportCore>>(
       m, "Transport", "A connection to the node's zmesh-proxy (libzmesh Transport).")
-      .def_static(
-          "create_async",
-          [](std::string ipc_dir, std::string description, int64_t connect_timeout_ms,
-             int64_t max_payload_bytes) {
-            return CreateTransport(std::move(ipc_dir), std::move(description),
-                                   connect_timeout_ms, max_payload_bytes);
-          },
-          py::arg("ipc_dir"), py::arg("description") = "", py::arg("connect_timeout_ms") = 5000,
-          py::arg("max_payload_bytes") = 0, Release(),
-          "Pending -> Transport. UNAVAILABLE when no proxy answers in time.")
+      .def_static("create_async", &NoGil<&CreateTransport>::Call, py::arg("ipc_dir"),
+                  py::arg("description") = "", py::arg("connect_timeout_ms") = 5000,
+                  py::arg("max_payload_bytes") = 0,
+                  "Pending -> Transport. UNAVAILABLE when no proxy answers in time.")
       .def(
           "call_async",
           [](const std::shared_ptr<TransportCore>& core, std::string exchange, std::string topic,
              std::string server, const py::bytes& payload, int64_t timeout_ms,
              int64_t call_monitor_timeout_ms, bool at_least_once) {
             std::string data = Bytes(payload);
-            py::gil_scoped_release release;
-            return CallAsync(core, std::move(exchange), std::move(topic), std::move(server),
-                             std::move(data), timeout_ms, call_monitor_timeout_ms, at_least_once);
+            return WithoutGil([&] {
+              return CallAsync(core, std::move(exchange), std::move(topic), std::move(server),
+                               std::move(data), timeout_ms, call_monitor_timeout_ms, at_least_once);
+            });
           },
           py::arg("exchange"), py::arg("topic"), py::arg("server"), py::arg("payload"),
           py::arg("timeout_ms"), py::arg("call_monitor_timeout_ms") = 0,
@@ -376,9 +391,10 @@ PYBIND11_MODULE(_zmesh, m) {
              std::string server, const py::bytes& payload, int64_t timeout_ms, bool acknowledged,
              int64_t ack_timeout_ms) {
             std::string data = Bytes(payload);
-            py::gil_scoped_release release;
-            return CastAsync(core, std::move(exchange), std::move(topic), std::move(server),
-                             std::move(data), timeout_ms, acknowledged, ack_timeout_ms);
+            return WithoutGil([&] {
+              return CastAsync(core, std::move(exchange), std::move(topic), std::move(server),
+                               std::move(data), timeout_ms, acknowledged, ack_timeout_ms);
+            });
           },
           py::arg("exchange"), py::arg("topic"), py::arg("server"), py::arg("payload"),
           py::arg("timeout_ms") = 30000, py::arg("acknowledged") = false,
@@ -388,8 +404,9 @@ PYBIND11_MODULE(_zmesh, m) {
           [](const std::shared_ptr<TransportCore>& core, std::string exchange, std::string topic,
              const py::bytes& payload) {
             std::string data = Bytes(payload);
-            py::gil_scoped_release release;
-            return FanoutAsync(core, std::move(exchange), std::move(topic), std::move(data));
+            return WithoutGil([&] {
+              return FanoutAsync(core, std::move(exchange), std::move(topic), std::move(data));
+            });
           },
           py::arg("exchange"), py::arg("topic"), py::arg("payload"), "Pending -> None")
       .def(
@@ -397,28 +414,30 @@ PYBIND11_MODULE(_zmesh, m) {
           [](const std::shared_ptr<TransportCore>& core, std::string exchange, std::string topic,
              std::string priority, const py::bytes& payload) {
             std::string data = Bytes(payload);
-            py::gil_scoped_release release;
-            return NotifyAsync(core, std::move(exchange), std::move(topic), std::move(priority),
-                               std::move(data));
+            return WithoutGil([&] {
+              return NotifyAsync(core, std::move(exchange), std::move(topic), std::move(priority),
+                                 std::move(data));
+            });
           },
           py::arg("exchange"), py::arg("topic"), py::arg("priority"), py::arg("payload"),
           "Pending -> None")
-      .def("start_server_async", &StartServerAsync, py::arg("exchange"), py::arg("topic"),
-           py::arg("server"), py::arg("threads") = 64, py::arg("queue_limit") = 1000, Release(),
+      .def("start_server_async", &NoGil<&StartServerAsync>::Call, py::arg("exchange"),
+           py::arg("topic"), py::arg("server"), py::arg("threads") = 64,
+           py::arg("queue_limit") = 1000,
            "Pending -> Inbox receiving the CALLs, CASTs and FANOUTs of the target.")
-      .def("start_listener_async", &StartListenerAsync, py::arg("targets"), py::arg("pool") = "",
-           py::arg("queue_limit") = 1000, Release(),
+      .def("start_listener_async", &NoGil<&StartListenerAsync>::Call, py::arg("targets"),
+           py::arg("pool") = "", py::arg("queue_limit") = 1000,
            "targets: list of (exchange, topic, priority). Pending -> Inbox of notifications.")
-      .def("close_async", &CloseAsync, Release(),
+      .def("close_async", &NoGil<&CloseAsync>::Call,
            "Pending -> None. Stops this transport's inboxes, then closes it.")
       .def_property_readonly("instance_id",
                              [](const std::shared_ptr<TransportCore>& core) {
                                return core->transport().instance_id();
                              })
-      .def_property_readonly(
-          "node_name",
-          [](const std::shared_ptr<TransportCore>& core) { return core->transport().node_name(); },
-          Release())
+      .def_property_readonly("node_name",
+                             [](const std::shared_ptr<TransportCore>& core) {
+                               return WithoutGil([&] { return core->transport().node_name(); });
+                             })
       .def("stats", &Stats, "TransportStats as a dict (monotonic counters).");
 
   py::class_<Inbox, std::shared_ptr<Inbox>>(
@@ -427,11 +446,8 @@ PYBIND11_MODULE(_zmesh, m) {
       .def(
           "pop",
           [](const std::shared_ptr<Inbox>& inbox, size_t max) {
-            std::vector<std::shared_ptr<MessageState>> states;
-            {
-              py::gil_scoped_release release;
-              states = inbox->queue()->Pop(max);
-            }
+            std::vector<std::shared_ptr<MessageState>> states =
+                WithoutGil([&] { return inbox->queue()->Pop(max); });
             py::list out;
             for (std::shared_ptr<MessageState>& state : states) {
               out.append(py::cast(std::make_shared<Message>(inbox->queue(), std::move(state))));
@@ -439,8 +455,8 @@ PYBIND11_MODULE(_zmesh, m) {
             return out;
           },
           py::arg("max") = 1, "Up to `max` messages, oldest first; [] when none. Never blocks.")
-      .def("stop_async", &StopInboxAsync, py::arg("drain_error") = py::bytes(""),
-           py::arg("grace_ms") = 0, Release(),
+      .def("stop_async", &NoGil<&StopInboxAsync>::Call, py::arg("drain_error") = py::bytes(""),
+           py::arg("grace_ms") = 0,
            "Pending -> None. Stops receiving (withdraws the target, waits for popped CALLs to be "
            "answered); unpopped CALLs fail with drain_error, other unpopped messages are dropped "
            "(dropped_on_stop). grace_ms > 0: queued messages stay poppable while the target is "
@@ -459,28 +475,24 @@ PYBIND11_MODULE(_zmesh, m) {
       .def_property_readonly("exchange",
                              [](const Message& msg) { return msg.state->target.exchange; })
       .def_property_readonly("topic", [](const Message& msg) { return msg.state->target.topic; })
-      .def_property_readonly("server",
-                             [](const Message& msg) { return msg.state->target.server; })
+      .def_property_readonly("server", [](const Message& msg) { return msg.state->target.server; })
       .def_property_readonly("sender", [](const Message& msg) { return msg.state->sender; })
-      .def_property_readonly("message_id",
-                             [](const Message& msg) { return msg.state->message_id; })
+      .def_property_readonly("message_id", [](const Message& msg) { return msg.state->message_id; })
       .def(
           "reply",
           [](Message& msg, const py::bytes& payload) {
             std::string data = Bytes(payload);
-            py::gil_scoped_release release;
-            msg.queue->Reply(*msg.state, std::move(data));
+            WithoutGil([&] { msg.queue->Reply(*msg.state, std::move(data)); });
           },
           py::arg("payload"))
       .def(
           "fail",
           [](Message& msg, const py::bytes& error) {
             std::string data = Bytes(error);
-            py::gil_scoped_release release;
-            msg.queue->Fail(*msg.state, std::move(data));
+            WithoutGil([&] { msg.queue->Fail(*msg.state, std::move(data)); });
           },
           py::arg("error"))
-      .def("heartbeat", [](Message& msg) { msg.queue->Heartbeat(*msg.state); }, Release())
+      .def("heartbeat", [](Message& msg) { WithoutGil([&] { msg.queue->Heartbeat(*msg.state); }); })
       .def("__repr__", [](const Message& msg) {
         return "<zmesh Message " + std::string(KindName(msg.state->kind)) + " " +
                msg.state->target.exchange + "/" + msg.state->target.topic + "/" +
