@@ -591,6 +591,13 @@ void Engine::OnLookup(const v1::LookupResult& result, bool fresh, bool is_update
   if (it == pairs_.end()) return;
   PairState& pair = it->second;
   if (pair.resolved && result.revision() < pair.revision) return;  // older than what we have
+  if (is_update && !pair.resolved && pair.query_in_flight) {
+    // A push from the proxy's mirror (fed by its directory watch, which may lag) while the first,
+    // fresh lookup is on its way: acting on it would send the waiting ops to a set that can miss
+    // targets registered before they were sent. The fresh answer is never older than a push
+    // sent before it (the proxy answers from its mirror when that is newer), so wait for it.
+    return;
+  }
   pair.set = EndpointSet::FromLookup(result);
   {
     absl::MutexLock lock(&sendable_mu_);
