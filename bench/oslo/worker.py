@@ -337,12 +337,14 @@ class Worker:
     def call_threads(self, phase, threads, duration):
         client = self.client
         results = [None] * threads
+        caller_cpu = [0.0] * threads  # each caller thread's CPU: they exit before the window ends
         errors = []
         barrier = threading.Barrier(threads + 1)
         clock = time.perf_counter
 
         def run(index):
             latencies = []
+            cpu_start = time.thread_time()
             try:
                 barrier.wait()
                 end = clock() + duration
@@ -360,6 +362,7 @@ class Worker:
             except Exception:  # reported below, fails the run
                 errors.append("thread %d: %s" % (index, traceback.format_exc()))
             results[index] = (latencies, clock())
+            caller_cpu[index] = time.thread_time() - cpu_start
 
         pool = [threading.Thread(target=run, args=(i,), name="caller-%d" % i)
                 for i in range(threads)]
@@ -376,6 +379,7 @@ class Worker:
         result = latency_summary(all_latencies)
         result["elapsed_s"] = elapsed
         result["per_s"] = len(all_latencies) / elapsed
+        result["caller_cpu_s"] = sum(caller_cpu)
         self.sent += len(all_latencies)
         return result
 
