@@ -12,7 +12,11 @@ namespace zmesh::python {
 class ReleaseGilIfHeld {
  public:
   ReleaseGilIfHeld() {
-    if (Py_IsInitialized() && PyGILState_Check()) state_ = PyEval_SaveThread();
+    // Not while the interpreter finalizes: taking the GIL back could then end this thread with
+    // pthread_exit from inside a destructor (see WithoutGil), and nothing else needs it anyway.
+    if (Py_IsInitialized() && !_Py_IsFinalizing() && PyGILState_Check()) {
+      state_ = PyEval_SaveThread();
+    }
   }
   ~ReleaseGilIfHeld() {
     if (state_ != nullptr) PyEval_RestoreThread(state_);
