@@ -138,6 +138,8 @@ class WorkerProcess:
 # --- the systems under test -------------------------------------------------------------------
 
 class RabbitSystem:
+    """oslo's rabbit:// driver against a private RabbitMQ broker (bench/oslo/rabbit_broker.py)."""
+
     name = "rabbit"
     in_process = False
 
@@ -152,8 +154,7 @@ class RabbitSystem:
         self.url = self.broker.url
 
     def env(self, role):
-        env = _base_env()
-        return env
+        return _base_env()
 
     def infra_pids(self):
         return self.broker.pids()
@@ -163,6 +164,10 @@ class RabbitSystem:
 
 
 class ZmeshSystem:
+    """The zmesh:// driver from <build>/python against a LocalCluster (python/tests/
+    zmesh_cluster.py): 3 directory replicas and 1 or 2 proxies; with 2, the client uses proxy 0
+    and every server and listener proxy 1 (the proxy column then sums both)."""
+
     name = "zmesh"
     in_process = False
 
