@@ -420,12 +420,30 @@ class DriverRun:
         r = client.request({"op": "call_seq", "phase": "call", "duration": a.duration})
         cpu, per_process = window.end(r["n"])
         self.expect("server", "s0", "call", "call", r["n"])
+        # The two legs of each call: client start -> the server's endpoint runs (request),
+        # endpoint -> the client has the reply (reply). One clock (CLOCK_MONOTONIC) for all.
+        times = r.pop("times")
+        arrivals = self.workers["server"].request(
+            {"op": "arrivals", "name": "s0", "kind": "call", "phase": "call"})["arrivals"]
+        request_legs, reply_legs = [], []
+        for seq, (t0, t1) in enumerate(times):
+            arrived = arrivals.get(str(seq))
+            if arrived is not None:
+                request_legs.append(arrived - t0)
+                reply_legs.append(t1 - arrived)
+        request_legs.sort()
+        reply_legs.sort()
+        if request_legs:
+            r["request_leg_p50_ms"] = request_legs[len(request_legs) // 2] * 1e3
+            r["reply_leg_p50_ms"] = reply_legs[len(reply_legs) // 2] * 1e3
         self.add("CALL sequential", "call_p50_ms", r["p50_ms"], "ms", cpu, per_process, r)
         self.add("CALL sequential", "call_p99_ms", r["p99_ms"], "ms", None, None, r)
         self.add("CALL sequential", "call_seq_per_s", r["n"] / r["elapsed_s"], "calls/s", None,
                  None, r)
-        self.log("CALL sequential: %d calls, p50 %.3f ms, p99 %.3f ms" % (
-            r["n"], r["p50_ms"], r["p99_ms"]))
+        self.log("CALL sequential: %d calls, p50 %.3f ms, p99 %.3f ms; p50 of the legs: "
+                 "request (call -> endpoint) %.3f ms, reply (endpoint -> caller) %.3f ms" % (
+                     r["n"], r["p50_ms"], r["p99_ms"], r.get("request_leg_p50_ms", -1),
+                     r.get("reply_leg_p50_ms", -1)))
 
     def case_threads(self):
         a = self.args
@@ -592,7 +610,11 @@ def print_breakdown(results, out):
         detail = r["cpu_ms_per_op_per_process"]
         if not detail:
             continue
-        print("  %s %s:" % (r["driver"], r["case"]), file=out)
+        legs = ""
+        if "request_leg_p50_ms" in r["detail"]:
+            legs = " (p50 of the legs: request %.3f ms, reply %.3f ms)" % (
+                r["detail"]["request_leg_p50_ms"], r["detail"]["reply_leg_p50_ms"])
+        print("  %s %s:%s" % (r["driver"], r["case"], legs), file=out)
         for label, total in detail["total"].items():
             if label.startswith("idle workers") and total < 0.001:
                 continue

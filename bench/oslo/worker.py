@@ -57,6 +57,8 @@ class Recorder:
                 st["dups"] += 1
             else:
                 st["seen"].add(seq)
+                if kind == "call":
+                    st.setdefault("times", {})[seq] = now
             st["count"] += 1
             st["last"] = now
             self._cond.notify_all()
@@ -81,6 +83,12 @@ class Recorder:
                     break
                 self._cond.wait(left)
             return self._public(key)
+
+    def arrivals(self, name, kind, phase):
+        """{seq: arrival time} of the CALLs of a phase."""
+        with self._cond:
+            st = self._phases.get((name, kind, phase))
+            return dict(st.get("times", {})) if st else {}
 
     def all(self):
         with self._cond:
@@ -315,7 +323,8 @@ class Worker:
     def call_seq(self, phase, duration, max_calls):
         client = self.client
         latencies = []
-        clock = time.perf_counter
+        times = []  # (start, end) per call, CLOCK_MONOTONIC like the server's arrival times
+        clock = time.monotonic
         start = clock()
         end = start + duration
         seq = 0
@@ -326,11 +335,13 @@ class Worker:
             if reply != PAYLOAD:
                 raise RuntimeError("call %d: wrong reply %r" % (seq, reply))
             latencies.append(t1 - t0)
+            times.append((t0, t1))
             seq += 1
             if t1 >= end:
                 break
         result = latency_summary(latencies)
         result["elapsed_s"] = clock() - start
+        result["times"] = times
         self.sent += len(latencies)
         return result
 
@@ -425,6 +436,8 @@ class Worker:
         op = cmd["op"]
         if op == "threads":
             return {"threads": {str(t.native_id): t.name for t in threading.enumerate()}}
+        if op == "arrivals":
+            return {"arrivals": self.recorder.arrivals(cmd["name"], cmd["kind"], cmd["phase"])}
         if op == "stats":
             return {"stats": self.recorder.all()}
         if op == "wait":
