@@ -138,6 +138,12 @@ void Transport::CastAsync(const Target& target, std::string payload, const CastO
     engine->RunCallback([done = std::move(done), st]() { done(st); });
     return;
   }
+  // Known target and room in the queue: queued is sent, as in Cast (no I/O-thread round trip).
+  if (!options.acknowledged && !engine->closed() &&
+      engine->TryQueueOneWay(*t, /*fanout=*/false, payload)) {
+    engine->RunCallback([done = std::move(done)]() { done(absl::OkStatus()); });
+    return;
+  }
   engine->Cast(std::move(*t), std::move(payload), options,
                [engine, done = std::move(done)](absl::Status s) mutable {
                  engine->RunCallback(
