@@ -172,12 +172,6 @@ std::string FormatLocked(Settings& s, Level level, absl::string_view message)
 
 }  // namespace
 
-std::string FormatLine(Level level, absl::string_view message) {
-  Settings& s = GetSettings();
-  absl::MutexLock lock(&s.mu);
-  return FormatLocked(s, level, message);
-}
-
 void Write(Level level, absl::string_view message) {
   Settings& s = GetSettings();
   absl::MutexLock lock(&s.mu);

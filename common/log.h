@@ -36,9 +36,6 @@ bool ParseFormat(absl::string_view text, Format* format);
 bool Enabled(Level level);
 void Write(Level level, absl::string_view message);
 
-// The line Write prints (without its '\n'), for tests.
-std::string FormatLine(Level level, absl::string_view message);
-
 }  // namespace zmesh::log
 
 #define ZMESH_LOG_AT(level, ...)                                  \
