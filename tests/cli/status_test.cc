@@ -257,6 +257,19 @@ TEST_F(StatusTest, WithoutAQuorumTheSystemIsUnavailable) {
   EXPECT_THAT(Lines(table.out).back(), StartsWith("Health: unavailable: "));
 }
 
+TEST_F(StatusTest, TheLeaderIsAskedEvenWhenNotGiven) {
+  std::vector<std::string> followers;
+  for (uint64_t id : cluster_->ids()) {
+    if (id != leader_) followers.push_back(cluster_->grpc_address(id));
+  }
+  Report report = Status(absl::StrJoin(followers, ","));
+  EXPECT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_EQ(report.Verdict(), "healthy");
+  EXPECT_EQ(report.json.fields().at("leader_id").string_value(), absl::StrCat(leader_));
+  EXPECT_EQ(report.Summary("read_from"), cluster_->grpc_address(leader_));
+  EXPECT_EQ(report.json.fields().at("endpoints").list_value().values_size(), 3);
+}
+
 TEST_F(StatusTest, BadThresholdsAreUsageErrors) {
   CommandResult zero = Ctl({"status", "--late-percent", "0"});
   EXPECT_EQ(zero.exit_code, 2);
