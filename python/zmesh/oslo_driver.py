@@ -7,7 +7,7 @@ this module only translates:
 
 - ``RPCClient.call``  -> ``Transport.call`` (timeout, call_monitor_timeout, at_least_once)
 - ``RPCClient.cast``  -> ``Transport.cast`` (or ``Transport.fanout`` for ``fanout=True`` targets)
-- ``Notifier``        -> ``Transport.notify`` (oslo's ``"<topic>.<priority>"`` split at the last dot)
+- ``Notifier``        -> ``Transport.notify`` (``"<topic>.<priority>"`` split at the last dot)
 - RPC server          -> ``Transport.serve(exchange, topic, server)`` (gets the topic's group
   calls/casts, the ones for its server name, and fanouts)
 - notification listener -> ``Transport.listen(pairs, pool)``
