@@ -613,11 +613,13 @@ std::vector<Command> StatusCommands() {
         "               every lease is renewed in time (draining and permanent nodes are\n"
         "               noted, they do not count against health); exit code 0\n"
         "  degraded     a replica does not answer, is not a leader or follower, is not a voter\n"
-        "               yet or lags, or a lease is late or missing; exit code 1\n"
+        "               yet, lags, or holds another state than the leader at the same applied\n"
+        "               index; or a lease is late or missing; exit code 1\n"
         "  unavailable  no leader, fewer than a quorum of voters answer, or the leader cannot\n"
         "               serve a read; exit code 1\n"
         "JSON output has every status field, the summary, the nodes and leases needing\n"
-        "attention and the verdict (\"health\": {\"verdict\", \"reasons\", \"notes\"}).",
+        "attention and the verdict (\"health\": {\"verdict\", \"reasons\", \"notes\"}).\n"
+        "More in docs/operations.md, \"Health\".",
         {},
         {IntFlag("max-lag", "ENTRIES",
                  "A replica further behind the leader than this many log entries is lagging", 0,
