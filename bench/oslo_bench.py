@@ -602,6 +602,28 @@ def print_table(results, out):
             _fmt(infra) if cpu else "", _fmt(cpu.get("directory")) if cpu else ""), file=out)
 
 
+def medians(results):
+    """One row per (driver, metric): the median value over the rounds, the median of each CPU
+    column, and the detail/breakdown of the round whose value is the median."""
+    groups = {}
+    for r in results:
+        groups.setdefault((r["driver"], r["metric"]), []).append(r)
+    merged = []
+    for (driver, metric), rows in groups.items():
+        ordered = sorted(rows, key=lambda r: r["value"])
+        middle = dict(ordered[len(ordered) // 2])
+        middle["values"] = [r["value"] for r in rows]
+        if middle["cpu_ms_per_op"]:
+            cpu = {}
+            for key in middle["cpu_ms_per_op"]:
+                column = sorted(r["cpu_ms_per_op"].get(key, 0.0) for r in rows
+                                if r["cpu_ms_per_op"])
+                cpu[key] = column[len(column) // 2]
+            middle["cpu_ms_per_op"] = cpu
+        merged.append(middle)
+    return merged
+
+
 def print_breakdown(results, out):
     """Per case and process: CPU ms/op, thread wake-ups/op, and CPU ms/op per thread group."""
     print("\nWhere the time goes (per operation: CPU ms, thread wake-ups; CPU per thread "
@@ -686,6 +708,9 @@ def parse_args(argv):
                    help="unmeasured messages before each one-way case (default 200)")
     p.add_argument("--threads", type=int, default=8, help="client threads of the CALL N "
                    "threads case (default 8)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the drivers this many times, alternating, and report medians "
+                   "(default 1)")
     p.add_argument("--smoke", action="store_true",
                    help="tiny counts and durations, for CI: proves the benchmark works")
     p.add_argument("--build-dir", default=os.path.join(REPO, "build"),
@@ -719,8 +744,8 @@ def parse_args(argv):
         args.count = 100
         args.warmup_count = 10
     if args.duration <= 0 or args.count <= 0 or args.threads <= 0 or args.warmup < 0 or \
-            args.warmup_count <= 0:
-        p.error("--duration, --count, --threads and --warmup-count must be positive")
+            args.warmup_count <= 0 or args.rounds <= 0:
+        p.error("--duration, --count, --threads, --warmup-count and --rounds must be positive")
     if args.profile:
         args.profile = os.path.abspath(args.profile)
         os.makedirs(args.profile, exist_ok=True)
@@ -742,28 +767,38 @@ def main(argv=None):
     failed = False
     started = time.time()
     topologies = {}
-    for name in args.drivers:
-        run = None
-        system = None
-        try:
-            system = SYSTEMS[name](args, work_dir)
-            topologies[name] = system.topology
-            run = DriverRun(system, args, work_dir)
-            run.run()
-            results.extend(run.results)
-        except (BenchError, rabbit_broker.BrokerError) as e:
-            print("[%s] FAILED: %s" % (name, e), file=sys.stderr)
-            failed = True
-        except Exception:
-            print("[%s] FAILED:\n%s" % (name, traceback.format_exc()), file=sys.stderr)
-            failed = True
-        finally:
-            if run is not None:
-                for error in run.stop():
-                    print("[%s] cleanup: %s" % (name, error), file=sys.stderr)
-                    failed = True
-            elif system is not None:
-                system.stop()
+    for round_index in range(args.rounds):
+        for name in args.drivers:
+            if failed:
+                break
+            if args.rounds > 1:
+                print("[%s] round %d of %d" % (name, round_index + 1, args.rounds),
+                      file=sys.stderr)
+            run = None
+            system = None
+            try:
+                system = SYSTEMS[name](args, work_dir)
+                topologies[name] = system.topology
+                run = DriverRun(system, args, work_dir)
+                run.run()
+                for row in run.results:
+                    row["round"] = round_index + 1
+                results.extend(run.results)
+            except (BenchError, rabbit_broker.BrokerError) as e:
+                print("[%s] FAILED: %s" % (name, e), file=sys.stderr)
+                failed = True
+            except Exception:
+                print("[%s] FAILED:\n%s" % (name, traceback.format_exc()), file=sys.stderr)
+                failed = True
+            finally:
+                if run is not None:
+                    for error in run.stop():
+                        print("[%s] cleanup: %s" % (name, error), file=sys.stderr)
+                        failed = True
+                elif system is not None:
+                    system.stop()
+    all_results = results
+    results = medians(all_results) if args.rounds > 1 else all_results
     load_after = os.getloadavg()
     print("\noslo.messaging benchmark, %s UTC, load average %.2f before / %.2f after; "
           "duration %.1f s per CALL case, %d msgs per one-way case, %d threads" % (
@@ -771,6 +806,9 @@ def main(argv=None):
               load_after[0], args.duration, args.count, args.threads))
     for name, topology in topologies.items():
         print("  %s: %s" % (name, topology))
+    if args.rounds > 1:
+        print("  %d rounds, drivers alternating; every figure is the median over the rounds "
+              "(CPU columns: per column), the breakdown is the median round's" % args.rounds)
     print()
     print_table(results, sys.stdout)
     if not args.smoke:
@@ -783,6 +821,7 @@ def main(argv=None):
                        "loadavg_before": load_before, "loadavg_after": load_after,
                        "args": {k: v for k, v in vars(args).items()},
                        "topology": topologies, "results": results, "ratios": rows,
+                       "rounds": all_results if args.rounds > 1 else None,
                        "failed": failed}, f, indent=2)
     if failed:
         print("\nFAILED (see above); logs kept in %s" % work_dir, file=sys.stderr)
