@@ -30,6 +30,7 @@ import re
 import select
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -603,22 +604,23 @@ def print_table(results, out):
 
 
 def medians(results):
-    """One row per (driver, metric): the median value over the rounds, the median of each CPU
-    column, and the detail/breakdown of the round whose value is the median."""
+    """One row per (driver, metric): the median value over the rounds (the mean of the middle
+    two for an even count), the median of each CPU column, and the detail/breakdown of the
+    round whose value is the (lower) median."""
     groups = {}
     for r in results:
         groups.setdefault((r["driver"], r["metric"]), []).append(r)
     merged = []
     for (driver, metric), rows in groups.items():
         ordered = sorted(rows, key=lambda r: r["value"])
-        middle = dict(ordered[len(ordered) // 2])
+        middle = dict(ordered[(len(ordered) - 1) // 2])
         middle["values"] = [r["value"] for r in rows]
+        middle["value"] = statistics.median(middle["values"])
         if middle["cpu_ms_per_op"]:
             cpu = {}
             for key in middle["cpu_ms_per_op"]:
-                column = sorted(r["cpu_ms_per_op"].get(key, 0.0) for r in rows
-                                if r["cpu_ms_per_op"])
-                cpu[key] = column[len(column) // 2]
+                cpu[key] = statistics.median(r["cpu_ms_per_op"].get(key, 0.0) for r in rows
+                                             if r["cpu_ms_per_op"])
             middle["cpu_ms_per_op"] = cpu
         merged.append(middle)
     return merged
