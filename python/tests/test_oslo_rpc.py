@@ -8,6 +8,7 @@ import tempfile
 import threading
 import time
 import unittest
+from unittest import mock
 import uuid
 
 from oslo_config import cfg
@@ -351,6 +352,33 @@ class LifecycleTest(OsloTestCase):
         transport.cleanup()
         self.assertTrue(eventually(lambda: threads() <= before, timeout=5),
                         'threads left: %s' % (threads() - before))
+
+    def test_cleanup_under_a_running_server_does_not_spin(self):
+        polls = []
+        real_poll = oslo_driver.ZmeshListener.poll
+
+        def counting_poll(listener, *args, **kwargs):
+            polls.append(time.monotonic())
+            return real_poll(listener, *args, **kwargs)
+
+        target = oslo_messaging.Target(topic=unique('spin'), server='s1')
+        transport = oslo_messaging.get_rpc_transport(make_conf(), url=CLUSTER.url)
+        with mock.patch.object(oslo_driver.ZmeshListener, 'poll', counting_poll):
+            server = oslo_messaging.get_rpc_server(transport, target, [Endpoint()],
+                                                   executor='threading')
+            server.start()
+            client = oslo_messaging.get_rpc_client(transport, target, timeout=10)
+            self.assertEqual(client.call({}, 'echo', value=1)['value'], 1)
+            transport.cleanup()  # the wrong order, but it happens
+            time.sleep(0.5)  # let the poll loop notice
+            counted_from = time.monotonic()
+            time.sleep(2.0)  # what does oslo's poll loop do meanwhile? (measured, not waited for)
+            in_window = [t for t in polls if counted_from <= t < counted_from + 2.0]
+            self.assertLessEqual(len(in_window), 5, 'the poll loop spins')
+            started = time.monotonic()
+            server.stop()
+            server.wait()
+            self.assertLess(time.monotonic() - started, 5.0)
 
     def test_stopping_a_server_lets_callers_fail_over(self):
         topic = unique('failover')

@@ -57,6 +57,8 @@ STOP_GRACE_S = 2.0
 CLEANUP_WAIT_S = 60.0
 # libzmesh's default payload limit (zmesh/types.h kMaxPayloadBytes).
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+# Poll period of a listener whose transport was cleaned up under a running oslo server.
+IDLE_POLL_S = 1.0
 # Messages taken from the native inbox at once (handed to oslo one by one).
 POP_BATCH = 16
 
@@ -248,6 +250,8 @@ class ZmeshListener(base.PollStyleListener):
         self._stop_deadline = None
         self._stop_thread = None
         self._stop_lock = threading.Lock()
+        self._stopped_by_oslo = False
+        self._warned_idle = False
         self._cleaned = False
         self._pid = os.getpid()
 
@@ -281,6 +285,14 @@ class ZmeshListener(base.PollStyleListener):
                 self._buffer.extend(raws)
                 continue
             if self._inbox.stopped:  # the native stop is done: nothing more will come
+                if not self._stopped_by_oslo:
+                    # The transport was cleaned up under a running server: oslo's poll loop
+                    # goes on until server.stop(); make it idle, not spin.
+                    if not self._warned_idle:
+                        self._warned_idle = True
+                        LOG.warning('zmesh: %s was cleaned up while its oslo server still '
+                                    'runs; stop the server first', self._description)
+                    time.sleep(IDLE_POLL_S if timeout is None else min(timeout, IDLE_POLL_S))
                 return None
             now = time.monotonic()
             wait = None if deadline is None else deadline - now
@@ -296,6 +308,11 @@ class ZmeshListener(base.PollStyleListener):
             _wait_readable([self._inbox.fileno()], wait)
 
     def stop(self):
+        """Called by oslo (PollStyleListenerAdapter.stop)."""
+        self._stopped_by_oslo = True
+        self._begin_stop()
+
+    def _begin_stop(self):
         with self._stop_lock:
             if self._stopping:
                 return
@@ -320,7 +337,7 @@ class ZmeshListener(base.PollStyleListener):
     def cleanup(self):
         if self._cleaned:
             return
-        self.stop()
+        self._begin_stop()
         if self._stop_thread is not None:
             self._stop_thread.join(CLEANUP_WAIT_S)
             if self._stop_thread.is_alive():
