@@ -42,6 +42,8 @@ def make_conf(ipc_dir=None, config_file=None, **zmesh_options):
     conf(['--config-file', config_file] if config_file else [], project='zmesh-test')
     # oslo.messaging registers these on cfg.CONF only; RPC clients read them.
     conf.register_opts(metrics_client.oslo_messaging_metrics, group='oslo_messaging_metrics')
+    # Its metrics thread (started even with metrics off) delays exit by this long.
+    conf.set_override('metrics_thread_stop_timeout', 1, group='oslo_messaging_metrics')
     conf.register_group(oslo_driver.zmesh_opt_group)
     conf.register_opts(oslo_driver.zmesh_opts, group=oslo_driver.zmesh_opt_group)
     conf.set_override('ipc_dir', ipc_dir or CLUSTER.ipc_dirs[0], group='oslo_messaging_zmesh')
@@ -392,6 +394,25 @@ class LifecycleTest(OsloTestCase):
         a.wait()
         self._cleanups_servers.remove(a)
         self.assertEqual({client.call({}, 'echo', value=i)['server'] for i in range(6)}, {'b'})
+
+    def test_servers_keep_serving_across_a_restart_of_their_proxy(self):
+        target = oslo_messaging.Target(topic=unique('restart'), server='s1')
+        endpoint = Endpoint('s1')
+        self.server(target, endpoint, proxy=1)
+        client = oslo_messaging.get_rpc_client(self.transport(), target, timeout=5)
+        self.assertEqual(client.call({}, 'echo', value='before')['value'], 'before')
+        CLUSTER.restart_proxy(1)
+        # libzmesh notices the new proxy and announces the server again, without oslo's help.
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                reply = client.call({}, 'echo', value='after')
+                break
+            except oslo_messaging.MessagingTimeout:
+                self.assertLess(time.monotonic(), deadline, 'the server never came back')
+        self.assertEqual(reply['value'], 'after')
+        client.cast({}, 'echo', value='cast-after')
+        self.assertTrue(eventually(lambda: 'cast-after' in endpoint.seen))
 
     def test_a_forked_child_uses_the_transport_of_its_parent(self):
         target = oslo_messaging.Target(topic=unique('fork'), server='s1')
