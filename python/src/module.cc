@@ -446,6 +446,7 @@ PYBIND11_MODULE(_zmesh, m) {
       .def(
           "pop",
           [](const std::shared_ptr<Inbox>& inbox, size_t max) {
+            if (max < 1) throw py::value_error("zmesh: pop(max): max must be >= 1");
             std::vector<std::shared_ptr<MessageState>> states =
                 WithoutGil([&] { return inbox->queue()->Pop(max); });
             py::list out;

@@ -262,6 +262,12 @@ class ErrorTest(BindingTestBase):
             client.listen([])
         with self.assertRaises(ValueError):
             zmesh.Target(server="s")
+        inbox = client.serve(zmesh.Target(topic=unique("badpop"), server="s"))
+        with self.assertRaises(ValueError):
+            inbox.pop(0)
+        with self.assertRaises(TypeError):
+            inbox.pop(-1)
+        inbox.stop()
         # The transport still works afterwards.
         with self.assertRaises(zmesh.NotFound):
             client.call(zmesh.Target(topic=unique("still")), b"x", timeout_s=5,
