@@ -350,6 +350,35 @@ class ServerBehaviourTest(BindingTestBase):
         self.assertEqual(sorted(received, key=int), [b"%d" % i for i in range(count)])
         self.assertLessEqual(max_waiting, 20)
 
+    def test_slow_listener_pushes_back_and_loses_no_notification(self):
+        listener_side, client = self.transport(0), self.transport(1)
+        topic = unique("slow-listener")
+        inbox = listener_side.listen([(None, topic, "info")], queue_limit=10)
+        self.addCleanup(inbox.stop)
+        count = 2000
+        sender_errors = []
+
+        def send():
+            try:
+                for i in range(count):
+                    client.notify(None, topic, "info", b"%d" % i)
+            except Exception as e:  # reported by the assertion below
+                sender_errors.append(e)
+
+        sender = threading.Thread(target=send)
+        sender.start()
+        received = []
+        max_waiting = 0
+        deadline = time.monotonic() + 120
+        while len(received) < count and time.monotonic() < deadline:
+            max_waiting = max(max_waiting, len(inbox))
+            received.extend(m.payload for m in inbox.get(timeout_s=1.0, max=3))
+            time.sleep(0.0005)  # a slow consumer
+        sender.join(60)
+        self.assertEqual(sender_errors, [])
+        self.assertEqual(sorted(received, key=int), [b"%d" % i for i in range(count)])
+        self.assertLessEqual(max_waiting, 10)
+
     def test_stop_fails_unpopped_calls_with_the_drain_error(self):
         server_side, client = self.transport(0), self.transport(1)
         target = zmesh.Target(topic=unique("drain"), server="s1")
