@@ -75,7 +75,7 @@ class DirectoryLink final : public DirectoryAccess {
       ProxyStats& stats);
   DirectoryLink(const DirectoryLink&) = delete;
   DirectoryLink& operator=(const DirectoryLink&) = delete;
-  ~DirectoryLink();  // Stop(false)
+  ~DirectoryLink() override;  // Stop(false)
 
   // Wants the registration in the directory (node filled in) / out of it. Written in order, on
   // the writer thread, retried until the directory answers.

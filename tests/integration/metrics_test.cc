@@ -183,7 +183,8 @@ TEST_F(MetricsTest, CountersMoveWithCallsCastsAndDirectoryRequests) {
   // The directory: the proxy registered the server (gRPC Register, a committed proposal), and
   // both proxies hold a lease kept alive over a stream and watch the directory.
   const Scrape directory = Fetch(directory_->metrics_port());
-  auto directory_delta = [&](const std::string& name, std::map<std::string, std::string> labels) {
+  auto directory_delta = [&](const std::string& name,
+                             const std::map<std::string, std::string>& labels) {
     return directory.Sum(name, labels) - directory_before.Sum(name, labels);
   };
   EXPECT_GE(
