@@ -314,6 +314,7 @@ void DirectoryServer::Shutdown() {
   // Raft first: proposals in flight fail, so no handler waits on a commit; then gRPC, whose
   // streams (watch, keepalive) never end by themselves: the deadline cancels them.
   impl_->consensus->Stop();
+  if (impl_->options.on_role_changed) impl_->options.on_role_changed(impl_->consensus->status());
   impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   impl_->server->Wait();
   impl_->expirer->Stop();

@@ -40,7 +40,8 @@ struct DirectoryServerOptions {
   // `metrics_port` is the port /metrics is served on, 0 when off.
   std::function<void(const std::string& address, int metrics_port)> on_joined;
   // Called on the apply thread whenever this replica's Raft role, term or known leader changes
-  // (e.g. to put the role and term in the log prefix). Must not block.
+  // (e.g. to put the role and term in the log prefix), and once more from Shutdown() after Raft
+  // stopped (role unavailable). Must not block.
   std::function<void(const raft::ConsensusStatus& status)> on_role_changed;
 };
 
