@@ -12,7 +12,7 @@
 
 namespace zmesh::wire {
 
-namespace v1 = ::zmesh::wire::v1;
+// v1:: below is the generated ::zmesh::wire::v1, already a namespace of zmesh::wire.
 
 inline constexpr int64_t kMaxHeaderBytes = 64 * 1024;
 inline constexpr int64_t kDefaultMaxPayloadBytes = 16 * 1024 * 1024;
