@@ -168,14 +168,17 @@ class _Daemon:
 
 
 def _parse_proxy_ready(line):
-    """ "call=P fanout=P notify=P cast=P" -> dict, or None if incomplete."""
+    """ "call=P fanout=P notify=P cast=P [metrics=P ...]" -> dict of the four data ports, or
+    None if incomplete. Keys the proxy may add (metrics=P with --metrics-listen) are ignored."""
     ports = {}
     for part in line.split():
         key, _, value = part.partition("=")
+        if key not in ("call", "fanout", "notify", "cast"):
+            continue
         if not value.isdigit() or int(value) <= 0:
             return None
         ports[key] = int(value)
-    if set(ports) != {"call", "fanout", "notify", "cast"}:
+    if len(ports) != 4:
         return None
     return ports
 
