@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "dataplane/proxy/directory_link.h"
@@ -23,6 +24,8 @@ namespace {
 // Longest sleep of the control loop (instance timeouts are checked at least this often).
 constexpr int64_t kTickMs = 100;
 constexpr int kBatch = 256;
+// Longest instance description or id written to the log, in bytes.
+constexpr size_t kMaxLoggedDescription = 128;
 
 absl::Status ValidateRegistration(const dv1::Registration& r) {
   if (absl::Status st = wire::ValidateName("registration.exchange", r.exchange(), true); !st.ok()) {
@@ -197,12 +200,15 @@ void ControlServer::HandleRequest(const std::string& from, const v1::LocalReques
         instance.last_seen_ms = NowMs();
         absl::MutexLock lock(&mu_);
         instance_count_ = instances_.size();
+        // Descriptions are free text from the instance: logged clipped, like names from the network.
         ZLOG_INFO("instance %s (pid %d, %s) said hello", from, hello.pid(),
-                  hello.description().empty() ? "-" : hello.description());
+                  hello.description().empty()
+                      ? "-"
+                      : absl::ClippedSubstr(hello.description(), 0, kMaxLoggedDescription));
       }
       if (!hello.instance_id().empty() && hello.instance_id() != from) {
         ZLOG_WARNING("instance %s says hello as %s; using its routing id", from,
-                     hello.instance_id());
+                     absl::ClippedSubstr(hello.instance_id(), 0, kMaxLoggedDescription));
       }
       v1::LocalResponse response;
       response.set_seq(seq);
