@@ -68,18 +68,27 @@ absl::Status Assign(absl::StatusOr<T> value, T* out) {
 // mu_ (Deliver is called under the hub's lock); the hub is never called with mu_ held.
 class WatchReactor final : public grpc::ServerWriteReactor<dir::WatchResponse>, public WatchSink {
  public:
-  WatchReactor(ServiceContext& ctx, const dir::WatchRequest& request) : ctx_(ctx) {
+  WatchReactor(ServiceContext& ctx, const dir::WatchRequest& request, int64_t deadline_ms)
+      : ctx_(ctx) {
     if (absl::Status st = Validate(request); !st.ok()) {
       FinishOnce(ToGrpcStatus(st));
       return;
     }
-    absl::StatusOr<uint64_t> id = ctx_.hub.Subscribe(request, this);
-    if (!id.ok()) {
-      FinishOnce(ToGrpcStatus(id.status()));
+    if (request.start_revision() > ctx_.store.revision() + 1) {
+      // A revision this replica has not reached: it may only be behind (the watcher resumes
+      // here after another replica), so it first catches up with the leader, as for a
+      // linearizable read. The hub answers a start still beyond the revision after that (the
+      // revisions were rewound by a restore) with a snapshot. Without a leader it subscribes
+      // all the same: a snapshot, then changes, is correct, only larger.
+      {
+        absl::MutexLock lock(&mu_);
+        catching_up_ = true;
+      }
+      ctx_.router.ReadBarrier(dir::CONSISTENCY_LINEARIZABLE, deadline_ms,
+                              [this, request](absl::Status /*caught_up*/) { Subscribe(request); });
       return;
     }
-    absl::MutexLock lock(&mu_);
-    subscription_ = *id;
+    Subscribe(request);
   }
 
   void Deliver(dir::WatchResponse response) override {
@@ -127,6 +136,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<dir::WatchResponse>, 
     uint64_t subscription;
     {
       absl::MutexLock lock(&mu_);
+      if (catching_up_) {  // the barrier's callback still refers to this reactor: it deletes it
+        done_ = true;
+        return;
+      }
       subscription = subscription_;
     }
     if (subscription != 0) ctx_.hub.Unsubscribe(subscription);  // no Deliver after this
@@ -134,6 +147,30 @@ class WatchReactor final : public grpc::ServerWriteReactor<dir::WatchResponse>, 
   }
 
  private:
+  void Subscribe(const dir::WatchRequest& request) {
+    bool gone = false;
+    {
+      absl::MutexLock lock(&mu_);
+      catching_up_ = false;
+      if (done_) {
+        gone = true;  // OnDone came while catching up and left the deletion to us
+      } else if (finishing_) {
+        return;  // cancelled while catching up; OnDone deletes
+      }
+    }
+    if (gone) {
+      delete this;
+      return;
+    }
+    absl::StatusOr<uint64_t> id = ctx_.hub.Subscribe(request, this);
+    if (!id.ok()) {
+      FinishOnce(ToGrpcStatus(id.status()));
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    subscription_ = *id;
+  }
+
   void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     writing_ = true;
     StartWrite(&queue_.front());
@@ -153,6 +190,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<dir::WatchResponse>, 
   ServiceContext& ctx_;
   absl::Mutex mu_;
   uint64_t subscription_ ABSL_GUARDED_BY(mu_) = 0;
+  bool catching_up_ ABSL_GUARDED_BY(mu_) = false;  // waiting for ReadBarrier before Subscribe
+  bool done_ ABSL_GUARDED_BY(mu_) = false;         // OnDone ran while catching up
   std::deque<dir::WatchResponse> queue_ ABSL_GUARDED_BY(mu_);  // front is being written
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
@@ -342,8 +381,8 @@ grpc::ServerUnaryReactor* DirectoryService::ListTopics(grpc::CallbackServerConte
 }
 
 grpc::ServerWriteReactor<dir::WatchResponse>* DirectoryService::Watch(
-    grpc::CallbackServerContext* /*context*/, const dir::WatchRequest* request) {
-  return new WatchReactor(ctx_, *request);
+    grpc::CallbackServerContext* context, const dir::WatchRequest* request) {
+  return new WatchReactor(ctx_, *request, ctx_.router.DeadlineFor(context->deadline()));
 }
 
 // ---- Leases ----

@@ -56,10 +56,10 @@ absl::StatusOr<uint64_t> WatchHub::Subscribe(const dir::WatchRequest& request, W
       DeliverStart(filter, request.start_revision(), request.initial_snapshot(), sink);
   if (!covered.ok()) return covered.status();
   const uint64_t id = next_id_++;
-  // A watcher resuming on a replica that is behind already has everything before
-  // start_revision: the changes this replica applies up to there must not reach it again.
-  watchers_.emplace(id, Watcher{std::move(filter), sink,
-                                std::max(*covered, request.start_revision() - 1)});
+  // A start_revision this replica has not reached got a snapshot at its revision (the store
+  // cannot tell a replica that is behind from a directory whose revisions were rewound by a
+  // restore): the watcher replaces its view, and every change after it follows.
+  watchers_.emplace(id, Watcher{std::move(filter), sink, *covered});
   return id;
 }
 

@@ -1067,7 +1067,11 @@ absl::StatusOr<ChangesSince> SqliteStore::ReadChanges(const WatchFilter& filter,
   changes.revision = txn.revision();
   changes.compact_revision = txn.compact_revision();
   if (start_revision == 0 && !want_snapshot) return changes;
-  if (!want_snapshot && start_revision > changes.compact_revision) {
+  // A start beyond the next revision is a revision this directory has not reached: the
+  // watcher's view came from a directory whose revisions ran ahead of this one (a restore from
+  // a backup rewinds them). Its view cannot be patched with history: it gets a snapshot.
+  if (!want_snapshot && start_revision > changes.compact_revision &&
+      start_revision <= changes.revision + 1) {
     absl::StatusOr<Statement> stmt =
         conn.Prepare("SELECT event FROM events WHERE revision >= ? ORDER BY revision, seq");
     if (!stmt.ok()) return stmt.status();

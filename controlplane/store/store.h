@@ -113,8 +113,8 @@ class Store {
   [[nodiscard]] virtual absl::StatusOr<dir::ListLeasesResponse> ListLeases() = 0;
   [[nodiscard]] virtual absl::StatusOr<dir::Lease> GetLease(int64_t id) = 0;
   // Events with revision >= start_revision matching `filter`, or a snapshot when
-  // start_revision <= compact revision or `want_snapshot`. start_revision 0 means "after the
-  // current revision" (no events).
+  // start_revision <= compact revision, start_revision > revision + 1 (a revision not reached)
+  // or `want_snapshot`. start_revision 0 means "after the current revision" (no events).
   [[nodiscard]] virtual absl::StatusOr<ChangesSince> ReadChanges(const WatchFilter& filter,
                                                                  int64_t start_revision,
                                                                  bool want_snapshot) = 0;

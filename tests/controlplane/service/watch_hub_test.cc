@@ -148,19 +148,53 @@ TEST_F(WatchHubTest, InitialSnapshotIsMarkedAndEnded) {
   EXPECT_EQ(sink.events().size(), 1201u);
 }
 
-// A client resuming its watch on a replica that is behind asks for changes from revision N;
-// this replica must not send it the changes before N when it applies them.
-TEST_F(WatchHubTest, ResumeOnAReplicaThatIsBehindSkipsWhatTheWatcherHas) {
+// A watch resumed from a revision this directory has not reached (a restore from a backup
+// rewound the revisions while a proxy kept its view; or a replica that is behind): the changes
+// up to there are not the watcher's, so it gets a snapshot to replace its view, then every
+// change after it, as a watch from too old a revision does. Nothing is skipped.
+TEST_F(WatchHubTest, ResumeFromARevisionNotReachedStartsWithASnapshot) {
+  Apply(RegisterCommand("compute", "c1"));  // 2
   RecordingSink sink;
   dir::WatchRequest request;
-  request.set_start_revision(4);  // the client saw up to revision 3 elsewhere
-  ASSERT_TRUE(hub_->Subscribe(request, &sink).ok());  // this replica is at revision 1
-  Apply(RegisterCommand("compute", "c1"));  // 2
+  request.set_start_revision(5);  // the watcher saw up to revision 4 of another history
+  ASSERT_TRUE(hub_->Subscribe(request, &sink).ok());
+  std::vector<dir::WatchResponse> start = sink.responses();
+  ASSERT_EQ(start.size(), 1u);
+  EXPECT_TRUE(start[0].snapshot());
+  EXPECT_TRUE(start[0].snapshot_end());
+  EXPECT_EQ(start[0].revision(), 2);
+  ASSERT_EQ(start[0].events_size(), 1);
+  EXPECT_EQ(start[0].events(0).registration().server(), "c1");
+
   Apply(RegisterCommand("compute", "c2"));  // 3
   Apply(RegisterCommand("compute", "c3"));  // 4
-  std::vector<dir::Event> events = sink.events();
-  ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].revision(), 4);
+  Apply(RegisterCommand("compute", "c4"));  // 5
+  std::vector<dir::WatchResponse> responses = sink.responses();
+  ASSERT_EQ(responses.size(), 4u);
+  std::vector<std::string> servers;
+  for (size_t i = 1; i < responses.size(); ++i) {
+    EXPECT_FALSE(responses[i].snapshot());
+    EXPECT_EQ(responses[i].revision(), static_cast<int64_t>(i) + 2);
+    for (const dir::Event& event : responses[i].events()) {
+      servers.push_back(event.registration().server());
+    }
+  }
+  EXPECT_THAT(servers, ::testing::ElementsAre("c2", "c3", "c4"));
+}
+
+// The next revision is a normal resume point: history (nothing yet), no snapshot.
+TEST_F(WatchHubTest, ResumeFromTheNextRevisionGetsNoSnapshot) {
+  Apply(RegisterCommand("compute", "c1"));  // 2
+  RecordingSink sink;
+  dir::WatchRequest request;
+  request.set_start_revision(3);
+  ASSERT_TRUE(hub_->Subscribe(request, &sink).ok());
+  ASSERT_EQ(sink.responses().size(), 1u);
+  EXPECT_FALSE(sink.responses()[0].snapshot());
+  EXPECT_EQ(sink.responses()[0].events_size(), 0);
+  Apply(RegisterCommand("compute", "c2"));  // 3
+  ASSERT_EQ(sink.events().size(), 1u);
+  EXPECT_EQ(sink.events()[0].registration().server(), "c2");
 }
 
 // A follower that falls too far behind gets the leader's snapshot instead of the commands:
