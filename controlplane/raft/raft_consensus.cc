@@ -126,6 +126,8 @@ struct RaftConsensus::Impl {
   };
   std::multimap<uint64_t, AppliedWaiter> applied_waiters;  // by Raft index
   uint64_t ready_term = 0;  // term in which this leader's barrier committed (reads may skip one)
+  bool first_snapshot_pending = false;       // see InitOnLoop
+  uint64_t first_snapshot_barrier_term = 0;  // term of the barrier appended for it
   ConsensusStatus last_notified;
   uint64_t last_leader_id = 0;  // last known leader (0 before the first)
 
@@ -203,9 +205,60 @@ struct RaftConsensus::Impl {
         return RaftError(rv, "bootstrapping the cluster", raft_errmsg(&raft));
       }
     }
+    // A store that holds state while the Raft log has no snapshot (restored from a backup with
+    // --restore-backup: its content never went through the log) must be snapshotted before a
+    // replica joins, or the joiner would replay the log onto an empty store and miss the
+    // backup. So: a snapshot after the first applied entry, dropping the whole log before it
+    // (trailing 0), so that a joiner gets the snapshot instead of the entries. Set before
+    // raft_start, which may apply entries already (a one-member cluster).
+    const bool holds_state = StoreHoldsState();
+    if (holds_state) {
+      raft_set_snapshot_threshold(&raft, 1);
+      raft_set_snapshot_trailing(&raft, 0);
+    }
     rv = raft_start(&raft);
     if (rv != 0) return RaftError(rv, "starting Raft", raft_errmsg(&raft));
+    if (holds_state && raft.log.snapshot.last_index == 0) {
+      first_snapshot_pending = true;
+      ZLOG_INFO(
+          "raft: the store holds state the Raft log has no snapshot of (restored from a "
+          "backup?): taking a snapshot as soon as an entry is applied");
+    } else {
+      EndFirstSnapshot();
+    }
     return absl::OkStatus();
+  }
+
+  bool StoreHoldsState() {
+    if (store.revision() > 0) return true;
+    absl::StatusOr<store::StoreStats> stats = store.Stats();
+    if (!stats.ok() || stats->leases > 0 || stats->nodes > 0) return true;
+    absl::StatusOr<std::vector<state::v1::SetMember>> members = store.Members();
+    return !members.ok() || !members->empty();
+  }
+
+  // Back to the configured snapshot schedule.
+  void EndFirstSnapshot() {
+    first_snapshot_pending = false;
+    raft_set_snapshot_threshold(&raft, options.snapshot_threshold);
+    raft_set_snapshot_trailing(&raft, options.snapshot_trailing);
+  }
+
+  // While the first snapshot of a restored store is pending: once it is stored, back to the
+  // configured schedule; a leader appends a barrier (once per term) so that an entry gets
+  // applied, which takes the snapshot, here and on the followers.
+  void AdvanceFirstSnapshot() {
+    if (!first_snapshot_pending || closing) return;
+    if (raft.log.snapshot.last_index > 0) {
+      ZLOG_INFO("raft: snapshot of the restored state taken at index %d; replicas that join get it",
+                raft.log.snapshot.last_index);
+      EndFirstSnapshot();
+      return;
+    }
+    if (raft_state(&raft) == RAFT_LEADER && first_snapshot_barrier_term != raft.current_term) {
+      first_snapshot_barrier_term = raft.current_term;
+      BarrierOnLoop([](absl::Status) {});
+    }
   }
 
   void Run(absl::Notification* ready, absl::Status* init_status) {
@@ -327,6 +380,7 @@ struct RaftConsensus::Impl {
     }
     CompleteAppliedWaiters(now.applied_index);
     ExpireAppliedWaiters();
+    AdvanceFirstSnapshot();
   }
 
   // Entries that are not commands (barriers, configuration) advance the applied index without

@@ -1,5 +1,6 @@
 #include "controlplane/raft/store_fsm.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -108,8 +109,14 @@ int StoreFsm::TakeSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], uns
     ZLOG_ERROR("taking a snapshot failed: %s", std::string(image.status().message()));
     return RAFT_IOERR;
   }
+  // The index the image covers: the Raft index being snapshotted, which may be past the last
+  // command applied (barriers and configuration changes do not reach the store). A store
+  // restored from a backup holds state before any command: its first snapshot must still
+  // count as ahead of an empty store's 0, or a joiner would skip it.
+  uint64_t index = self->store_.applied_index();
+  if (self->raft_ != nullptr) index = std::max<uint64_t>(index, raft_last_applied(self->raft_));
   std::string data(kSnapshotMagic, sizeof(kSnapshotMagic));
-  PutU64(data, self->store_.applied_index());
+  PutU64(data, index);
   PutU64(data, image->size());
   data += *image;
   PadTo8(data);
@@ -126,8 +133,7 @@ int StoreFsm::TakeSnapshot(struct raft_fsm* fsm, struct raft_buffer* bufs[], uns
   *bufs = buffers;
   *n_bufs = 1;
   self->snapshots_taken_.fetch_add(1, std::memory_order_relaxed);
-  ZLOG_INFO("snapshot taken at store index %d (%d bytes)", self->store_.applied_index(),
-            data.size());
+  ZLOG_INFO("snapshot taken at index %d (%d bytes)", index, data.size());
   return 0;
 }
 
