@@ -28,6 +28,8 @@ constexpr int64_t kRefusalBackoffMs = 100;
 // Plain casts and notifications are kept this long after sending, for resends on refusal.
 constexpr int64_t kLingerMs = 2000;
 constexpr size_t kMaxLingering = 50000;
+// Sent on a socket not connected yet: kept until its connect timer surely ran, plus this.
+constexpr int64_t kLingerSlackMs = 1000;
 constexpr int64_t kMaxLingeringBytes = 256 * 1024 * 1024;
 // FANOUT/NOTIFY have no timeout option: how long they may wait for a lookup or queue room.
 constexpr int64_t kOneWayTimeoutMs = 30000;
@@ -105,6 +107,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(TransportOptions options)
   }
   if (options.max_queued_per_node <= 0) {
     return absl::InvalidArgumentError("max_queued_per_node: must be > 0");
+  }
+  if (options.peer_connect_timeout_ms <= 0 || options.peer_connect_timeout_ms > (1 << 30)) {
+    return absl::InvalidArgumentError("peer_connect_timeout_ms: must be in [1, 2^30]");
   }
   const int64_t timeout_ms = options.connect_timeout_ms;
   std::unique_ptr<Engine> engine(new Engine(std::move(options)));
@@ -1031,21 +1036,22 @@ void Engine::Drive(Op& op) {
     return;
   }
   const Member* member = nullptr;
-  if (op.kind == OpKind::kNotify) {
-    member = pair.rr.PickInPool(pair.set, op.pool, op.refused);
-  } else if (op.server.empty()) {
+  if (op.server.empty() || op.kind == OpKind::kNotify) {
+    // A group (or a notification pool): skip members whose node is down while another is up.
     if (peers_down_ > 0) {
-      std::set<MemberKey> excluded =
-          DownMembers(pair, op.kind == OpKind::kCall ? Pattern::kCall : Pattern::kCast);
+      std::set<MemberKey> excluded = DownMembers(pair, PatternOfOp(op.kind), op.pool);
       const bool some_down = !excluded.empty();
       excluded.insert(op.refused.begin(), op.refused.end());
-      member = pair.rr.PickGroup(pair.set, excluded);
+      member = op.kind == OpKind::kNotify ? pair.rr.PickInPool(pair.set, op.pool, excluded)
+                                          : pair.rr.PickGroup(pair.set, excluded);
       if (member == nullptr && some_down) {
         // Every live member is on a node we lost: wait for it to come back or leave the cache.
         op.retry_ms = NowMs() + kRefusalBackoffMs;
         ArmTimer(op);
         return;
       }
+    } else if (op.kind == OpKind::kNotify) {
+      member = pair.rr.PickInPool(pair.set, op.pool, op.refused);
     } else {
       member = pair.rr.PickGroup(pair.set, op.refused);
     }
@@ -1107,6 +1113,9 @@ zmq::socket_t* Engine::PeerSocket(const NodeAddress& address, Pattern pattern, P
     }
     socket->set(zmq::sockopt::sndhwm, static_cast<int>(std::min<int64_t>(
                                           options_.max_queued_per_node, 1 << 30)));
+    // A connect attempt the host does not answer is abandoned (and retried) after this, instead
+    // of the kernel's SYN retries (minutes), so a host that comes back is found quickly.
+    socket->set(zmq::sockopt::connect_timeout, static_cast<int>(options_.peer_connect_timeout_ms));
     // Connection events (before connecting, so none is missed).
     const std::string monitor_endpoint =
         absl::StrCat("inproc://zmesh-monitor-", next_monitor_++);
@@ -1128,6 +1137,13 @@ zmq::socket_t* Engine::PeerSocket(const NodeAddress& address, Pattern pattern, P
     ZLOG_ERROR("libzmesh: connecting to %s: %s", endpoint, e.what());
     return nullptr;
   }
+  const uint64_t socket_id = next_socket_id_++;
+  peer->socket_ids[p] = socket_id;
+  peer->ever_connected[p] = false;
+  // ZMQ_CONNECT_TIMEOUT reports a TCP connect without answer (CONNECT_RETRIED); this backstop
+  // catches a connection that never completes its ZMTP handshake.
+  timers_.Add(NowMs() + 2 * options_.peer_connect_timeout_ms,
+              [this, node = address.name, p, socket_id] { OnConnectTimer(node, p, socket_id); });
   poll_dirty_ = true;
   return peer->sockets[p].get();
 }
@@ -1201,6 +1217,8 @@ bool Engine::SendOp(Op& op, const std::string& node, const std::string& server,
     return false;
   }
   op.state = OpState::kInFlight;
+  op.socket_id = peer->socket_ids[static_cast<int>(pattern)];
+  const bool unconnected = !peer->ever_connected[static_cast<int>(pattern)];
   op.heard = false;
   op.retry_ms = 0;
   const int64_t now = NowMs();
@@ -1216,12 +1234,12 @@ bool Engine::SendOp(Op& op, const std::string& node, const std::string& server,
         op.retry_ms = std::min(now + op.ack_timeout_ms, op.deadline_ms);
         ArmTimer(op);
       } else {
-        Linger(op);
+        Linger(op, unconnected);
       }
       break;
     case OpKind::kNotify:
       stats_.notifications_sent.fetch_add(1);
-      Linger(op);
+      Linger(op, unconnected);
       break;
     case OpKind::kFanout:
       stats_.fanouts_sent.fetch_add(1);
@@ -1268,14 +1286,18 @@ void Engine::RetryBlocked(Peer& peer, int index) {
   }
 }
 
-void Engine::Linger(Op& op) {
+void Engine::Linger(Op& op, bool unconnected) {
   if (!op.answered) {
     op.answered = true;
     if (op.status_done) std::move(op.status_done)(absl::OkStatus());
   }
   if (op.state == OpState::kLingering) return;
   op.state = OpState::kLingering;
-  op.linger_until_ms = NowMs() + kLingerMs;
+  int64_t linger_ms = kLingerMs;
+  if (unconnected) {
+    linger_ms = std::max(linger_ms, 2 * options_.peer_connect_timeout_ms + kLingerSlackMs);
+  }
+  op.linger_until_ms = NowMs() + linger_ms;
   lingering_.push_back(op.id);
   lingering_bytes_ += static_cast<int64_t>(op.payload->size());
   ArmTimer(op);
@@ -1514,13 +1536,21 @@ void Engine::OnMonitorEvent(Peer& peer, int index, std::vector<zmq::message_t>& 
   uint16_t event = 0;
   std::memcpy(&event, frames[0].data(), sizeof(event));
   if (event == ZMQ_EVENT_DISCONNECTED || event == ZMQ_EVENT_CONNECT_RETRIED) {
+    if (!peer.ever_connected[index]) {
+      // Refused or timed out before any handshake: what is queued was never delivered.
+      OnPeerUnreachable(peer, index);
+      return;
+    }
     if (!peer.up[index]) return;
     peer.up[index] = false;
     ++peers_down_;
     ZLOG_INFO("libzmesh: lost the %s connection to node %s (%s)", kDataSocketNames[index],
               peer.address.name, event == ZMQ_EVENT_DISCONNECTED ? "disconnected" : "no answer");
     OnPeerDown(peer, index);
-  } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED || event == ZMQ_EVENT_CONNECTED) {
+  } else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+    // Only a completed handshake counts: a TCP connection whose other end never speaks ZMTP
+    // delivers nothing.
+    peer.ever_connected[index] = true;
     if (peer.up[index]) return;
     peer.up[index] = true;
     --peers_down_;
@@ -1546,16 +1576,120 @@ void Engine::OnPeerDown(Peer& peer, int index) {
   }
 }
 
-std::set<MemberKey> Engine::DownMembers(const PairState& pair, Pattern pattern) const {
+std::set<MemberKey> Engine::DownMembers(const PairState& pair, Pattern pattern,
+                                        const std::string& pool) const {
   std::set<MemberKey> down;
   const int p = static_cast<int>(pattern);
-  for (const Member& m : pair.set.rpc_servers()) {
+  static const std::vector<Member> kNone;
+  const std::vector<Member>* members = &pair.set.rpc_servers();
+  if (pattern == Pattern::kNotify) {
+    auto it = pair.set.pools().find(pool);
+    members = it == pair.set.pools().end() ? &kNone : &it->second;
+  }
+  for (const Member& m : *members) {
     auto it = peers_.find(m.node);
     if (it != peers_.end() && it->second->sockets[p] != nullptr && !it->second->up[p]) {
       down.insert({m.node, m.server});
     }
   }
   return down;
+}
+
+Pattern Engine::PatternOfOp(OpKind kind) {
+  switch (kind) {
+    case OpKind::kCall:
+      return Pattern::kCall;
+    case OpKind::kCast:
+      return Pattern::kCast;
+    case OpKind::kFanout:
+      return Pattern::kFanout;
+    case OpKind::kNotify:
+      return Pattern::kNotify;
+  }
+  return Pattern::kCall;
+}
+
+void Engine::OnConnectTimer(const std::string& node, int index, uint64_t socket_id) {
+  if (stop_) return;
+  auto it = peers_.find(node);
+  if (it == peers_.end()) return;
+  Peer& peer = *it->second;
+  // A newer socket replaced it, or it connected: nothing to do.
+  if (peer.socket_ids[index] != socket_id || peer.ever_connected[index]) return;
+  OnPeerUnreachable(peer, index);
+}
+
+void Engine::OnPeerUnreachable(Peer& peer, int index) {
+  if (peer.sockets[index] == nullptr) return;
+  // Events queued behind the one that brought us here: a handshake among them (a retry that
+  // succeeded) means the queue may be on its way, so nothing may be resent. The events before
+  // it only say "not connected"; the ones after it are left for the loop.
+  while (peer.monitors[index] != nullptr) {
+    std::optional<std::vector<zmq::message_t>> frames = wire::ReceiveFrames(*peer.monitors[index]);
+    if (!frames) break;
+    if (frames->empty() || (*frames)[0].size() < sizeof(uint16_t)) continue;
+    uint16_t event = 0;
+    std::memcpy(&event, (*frames)[0].data(), sizeof(event));
+    if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+      OnMonitorEvent(peer, index, *frames);  // up again, and ever_connected
+      return;
+    }
+  }
+  const uint64_t socket_id = peer.socket_ids[index];
+  if (peer.up[index]) {
+    peer.up[index] = false;
+    ++peers_down_;
+    ZLOG_INFO(
+        "libzmesh: the %s connection to node %s (%s) did not come up: group messages "
+        "skip the node until it does",
+        kDataSocketNames[index], peer.address.name, peer.endpoints[index]);
+  }
+  // What sits in this socket's queue (sent on it, never delivered: it never connected), and the
+  // group messages waiting for room in it.
+  std::vector<uint64_t> queued;
+  bool group_queued = false;
+  for (auto& [id, op] : ops_) {
+    if (op->chosen.node != peer.address.name || static_cast<int>(PatternOfOp(op->kind)) != index ||
+        op->kind == OpKind::kFanout) {
+      continue;
+    }
+    const bool group = op->server.empty();
+    if (op->state == OpState::kBlocked) {
+      if (group) queued.push_back(id);  // to another member (specific ones keep waiting)
+      continue;
+    }
+    if (op->state != OpState::kInFlight && op->state != OpState::kLingering) continue;
+    if (op->socket_id != socket_id) continue;
+    queued.push_back(id);
+    if (group) group_queued = true;
+  }
+  if (!group_queued) return;  // nothing to rescue: messages to specific servers wait in the queue
+  // Close the socket with its queue (linger 0: ZeroMQ will never deliver it) and open a new one,
+  // down until its handshake; everything queued in it is sent again below (fanouts have their
+  // own socket, never replaced: no group message goes there).
+  ZLOG_INFO("libzmesh: resending the messages queued for node %s (%s), which never connected",
+            peer.address.name, kDataSocketNames[index]);
+  // Closed now rather than at the loop's top, so that a handshake completing meanwhile cannot
+  // send the queue (the loop reaches sockets through `peer`, never through a stale handle).
+  peer.sockets[index].reset();
+  if (peer.monitors[index] != nullptr) closed_sockets_.push_back(std::move(peer.monitors[index]));
+  peer.endpoints[index].clear();
+  poll_dirty_ = true;
+  Peer* same = nullptr;
+  const NodeAddress address = peer.address;
+  if (PeerSocket(address, static_cast<Pattern>(index), &same) == nullptr) {
+    // No socket: not down either (the next send tries to create it again).
+    peer.up[index] = true;
+    --peers_down_;
+  }
+  for (uint64_t id : queued) {
+    auto it = ops_.find(id);
+    if (it == ops_.end()) continue;
+    Op& op = *it->second;
+    // Group: another member (this one is down now). A specific server: the same one again,
+    // on the new socket, after a short pause.
+    ResendToNext(op, /*count_retry=*/op.server.empty());
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,21 +10,37 @@
 //  - A lost peer is detected on its connection: every peer socket has a zmq_socket_monitor, and
 //    a disconnect (the node's proxy died: its kernel closes the connection at once; or ZMTP
 //    heartbeats, 1 s / 3 s timeout, and TCP keepalive gave up on a silent host) or a failed
-//    connect marks the node's socket down until the next handshake. Answers travel back on the
-//    connection a request came from, so a disconnect loses every answer of the messages in
-//    flight on it: group CALLs and acknowledged CASTs among them are resent to another member at
-//    once, and group sends skip down nodes (the directory drops a dead node only after its
-//    lease TTL). A server that withdraws gracefully is not a lost peer: its running handlers
-//    still answer, and what it refuses is resent. Queues toward a peer are bounded by
-//    ZMQ_SNDHWM (max_queued_per_node); a send that finds the queue full waits for room until
-//    its deadline.
+//    connect marks the node's socket down until the next handshake (HANDSHAKE_SUCCEEDED; a TCP
+//    connect alone does not count). Answers travel back on the connection a request came from,
+//    so a disconnect loses every answer of the messages in flight on it: group CALLs and
+//    acknowledged CASTs among them are resent to another member at once, and group sends
+//    (CALL, CAST, NOTIFY) skip down nodes while another member is up (the directory drops a dead
+//    node only after its lease TTL). A server that withdraws gracefully is not a lost peer: its
+//    running handlers still answer, and what it refuses is resent. Queues toward a peer are
+//    bounded by ZMQ_SNDHWM (max_queued_per_node); a send that finds the queue full waits for
+//    room until its deadline.
+//  - A peer that never answers (a dead or blackholed host still in the directory: registered
+//    by hand, or its lease not expired yet) is found by its socket never completing a
+//    handshake: ZMQ_CONNECT_TIMEOUT (peer_connect_timeout_ms) ends an unanswered connect attempt
+//    (CONNECT_RETRIED), a refused one retries at once, and a timer (2 x peer_connect_timeout_ms
+//    after the socket was created) catches a connection whose handshake never completes. The
+//    socket is then down (OnPeerUnreachable), and if group messages sit in its queue, it is
+//    closed with linger 0 (ZeroMQ drops the queue, so nothing arrives later as a duplicate) and
+//    replaced by a new socket, down until its handshake; everything that was queued in it goes
+//    out again: group CALLs, CASTs (plain ones still lingering, see below), notifications and
+//    group messages waiting for room to another member; messages to a specific server to the
+//    same server on the new socket (they keep waiting for it until their deadline). Nothing
+//    sent on a socket that never completed a handshake can have been delivered, so this never
+//    duplicates. FANOUTs travel on their own sockets, which are never replaced.
 //  - A group CALL without any answer yet whose member leaves the lookup answer (its process
 //    died and its proxy withdrew it, or it closed its Transport) is resent to another member: a
 //    Server that stops gracefully withdraws only after answering everything it accepted.
 //  - A CALL to a specific server that is gone keeps waiting (retrying refusals every 100 ms)
 //    until its deadline.
 //  - Plain casts and notifications are kept for a short while after sending (bounded by count
-//    and bytes) so that a NO_SUCH_TARGET refusal resends them to another member.
+//    and bytes) so that a NO_SUCH_TARGET refusal, or their socket never connecting, resends them
+//    to another member: 2 s, or 2 x peer_connect_timeout_ms + 1 s when longer and the socket
+//    they went out on has not completed a handshake yet.
 #pragma once
 
 #include <sys/types.h>
@@ -190,6 +206,7 @@ class Engine {
     std::string pool;              // NOTIFY: pool of `chosen`
     bool per_pool = false;         // NOTIFY: one pool's copy (a parent op spawns them)
     bool answered = false;         // the caller's done ran (plain casts linger after it)
+    uint64_t socket_id = 0;        // the peer socket it was last sent on (Peer::socket_ids)
   };
 
   struct PairState {
@@ -209,8 +226,13 @@ class Engine {
     std::array<std::unique_ptr<zmq::socket_t>, kPatterns> monitors;
     std::array<std::string, kPatterns> endpoints;
     std::array<std::deque<uint64_t>, kPatterns> blocked;  // ops waiting for room
-    // False from a disconnect (or a failed connect) until the next handshake.
+    // False from a disconnect, a failed connect, or peer_connect_timeout_ms without a handshake
+    // on a new socket, until the next handshake.
     std::array<bool, kPatterns> up{true, true, true, true};
+    // Which socket this is (unique per engine, 0: none), and whether it ever completed a
+    // handshake: what was sent on a socket that never did cannot have been delivered.
+    std::array<uint64_t, kPatterns> socket_ids{};
+    std::array<bool, kPatterns> ever_connected{};
   };
 
   struct RegEntry {
@@ -274,6 +296,7 @@ class Engine {
   void OnAck(Op& op, const ::zmesh::wire::v1::Header& header);
 
   // Ops.
+  static Pattern PatternOfOp(OpKind kind);
   void Start(std::unique_ptr<Op> op);
   void Drive(Op& op);  // select and send, or wait
   // Sends op to one member. False when the op is blocked (queue full) or was completed.
@@ -292,9 +315,19 @@ class Engine {
   void ResendLostCalls(const PairKey& key, PairState& pair);
   void OnMonitorEvent(Peer& peer, int index, std::vector<zmq::message_t>& frames);
   void OnPeerDown(Peer& peer, int index);
-  // Members of the pair whose node's socket for `pattern` is down (group sends avoid them).
-  std::set<MemberKey> DownMembers(const PairState& pair, Pattern pattern) const;
-  void Linger(Op& op);
+  // The socket `index` of `peer` never completed a handshake (peer_connect_timeout_ms passed, or
+  // its connect failed): marks it down, closes it with everything queued in it and opens a new
+  // one, then sends again what was queued: group messages to another member, messages to a
+  // specific server to the new socket. Nothing on it can have been delivered, so no duplicates.
+  void OnPeerUnreachable(Peer& peer, int index);
+  void OnConnectTimer(const std::string& node, int index, uint64_t socket_id);
+  // Members of the pair whose node's socket for `pattern` is down (group sends avoid them):
+  // RPC servers, or for kNotify the listeners of `pool`.
+  std::set<MemberKey> DownMembers(const PairState& pair, Pattern pattern,
+                                  const std::string& pool = "") const;
+  // `unconnected`: sent on a socket that has not completed a handshake yet (kept long enough
+  // for OnPeerUnreachable to find it).
+  void Linger(Op& op, bool unconnected = false);
   void FailAll(const absl::Status& status);
   void CloseOnIoThread();
 
@@ -366,6 +399,7 @@ class Engine {
   std::map<std::string, std::unique_ptr<Peer>> peers_;
   int peers_down_ = 0;  // peer sockets with up == false
   uint64_t next_monitor_ = 0;
+  uint64_t next_socket_id_ = 1;
   std::vector<std::unique_ptr<zmq::socket_t>> closed_sockets_;  // closed at the loop's top
   std::vector<RegEntry> registrations_;
   // (exchange, topic, server) -> sinks of RPC servers; (exchange, topic, name) -> listener.

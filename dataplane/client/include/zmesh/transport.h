@@ -35,6 +35,15 @@ struct TransportOptions {
   // Bound of the messages waiting for a peer connection, per node (send queue). Cast and Notify
   // wait for room (up to their timeout) when it is full.
   int64_t max_queued_per_node = 10000;
+  // How long a TCP connect to a node may take before the node counts as down (1 ms to 2^30 ms;
+  // INVALID_ARGUMENT otherwise); a connection that is made but never completes its ZeroMQ
+  // handshake counts as down after twice this time. A node whose address does not answer (a
+  // dead or blackholed host still in the directory) then gets no group CALL/CAST/NOTIFY while
+  // another member is up, and the group messages already queued for it are sent to another
+  // member instead (nothing can have been delivered over a connection that never existed, so
+  // nothing arrives twice). Messages to a specific server on it keep waiting for it until their
+  // timeout. The node becomes eligible again once a connection to it completes its handshake.
+  int64_t peer_connect_timeout_ms = 1000;
 };
 
 // Thread-safe: any thread may call any method concurrently. One background I/O thread owns every
