@@ -30,6 +30,7 @@
 #include "tests/support/netns.h"
 #include "tests/support/proxy_process.h"
 #include "tests/support/subprocess.h"
+#include "zmesh/notification_listener.h"
 #include "zmesh/server.h"
 #include "zmesh/transport.h"
 
@@ -127,9 +128,10 @@ class UnreachablePeerTest : public ::testing::Test {
     node_a_ = *std::move(proxy);
   }
 
-  std::unique_ptr<Transport> Connect() {
+  std::unique_ptr<Transport> Connect(int64_t peer_connect_timeout_ms = 1000) {
     TransportOptions options;
     options.ipc_dir = node_a_->ipc_dir();
+    options.peer_connect_timeout_ms = peer_connect_timeout_ms;
     options.description = "unreachable_peer_test";
     absl::StatusOr<std::unique_ptr<Transport>> t = Transport::Create(options);
     EXPECT_TRUE(t.ok()) << t.status();
@@ -139,7 +141,8 @@ class UnreachablePeerTest : public ::testing::Test {
   // Registers node "ghost" at `host` and server "ghost-s" of `topic` on it, by hand (as
   // `zmeshctl nodes register` and `zmeshctl topics register` do).
   void RegisterGhost(const std::string& topic, const std::string& host = kDeadHost,
-                     uint32_t port = 9501) {
+                     uint32_t port = 9501,
+                     directory::v1::Kind kind = directory::v1::KIND_RPC_SERVER) {
     client::DirectoryClientOptions dir_options;
     dir_options.addresses = {directory_->address()};
     auto dir = client::DirectoryClient::Create(dir_options);
@@ -159,7 +162,7 @@ class UnreachablePeerTest : public ::testing::Test {
     reg.mutable_registration()->set_exchange(kDefaultExchange);
     reg.mutable_registration()->set_topic(topic);
     reg.mutable_registration()->set_server("ghost-s");
-    reg.mutable_registration()->set_kind(directory::v1::KIND_RPC_SERVER);
+    reg.mutable_registration()->set_kind(kind);
     reg.mutable_registration()->set_node("ghost");
     auto r = (*dir)->Register(reg);
     ASSERT_TRUE(r.ok()) << r.status();
@@ -360,6 +363,50 @@ TEST_F(UnreachablePeerTest, GroupCastsSkipANodeThatAcceptsButNeverCompletesTheHa
   for (const auto& [payload, count] : recorder.counts()) EXPECT_EQ(count, 1) << payload;
   EXPECT_EQ(recorder.total(), kCasts + 1);
   close(listener);
+}
+
+TEST_F(UnreachablePeerTest, PlainCastsAreKeptUntilALongerConnectTimeoutRuns) {
+  // 3 s: longer than the 2 s plain casts are normally kept after sending.
+  auto server_transport = Connect();
+  auto client = Connect(3000);
+  ASSERT_TRUE(server_transport && client);
+  Recorder recorder;
+  auto s1 = RecordingServer(*server_transport, "patient", &recorder);
+  ASSERT_TRUE(s1);
+  RegisterGhost("patient");
+  constexpr int kCasts = 10;
+  for (int i = 0; i < kCasts; ++i) {
+    ASSERT_TRUE(client->Cast({"", "patient", ""}, absl::StrCat("cast-", i)).ok());
+  }
+  EXPECT_TRUE(Eventually([&] { return recorder.total() >= kCasts; }, 10000))
+      << recorder.total() << " of " << kCasts << " handled";
+  std::map<std::string, int> counts = recorder.counts();
+  for (int i = 0; i < kCasts; ++i) EXPECT_EQ(counts[absl::StrCat("cast-", i)], 1) << i;
+}
+
+TEST_F(UnreachablePeerTest, NotificationsSkipAListenerOnANodeThatNeverAnswers) {
+  auto listener_transport = Connect();
+  auto client = Connect();
+  ASSERT_TRUE(listener_transport && client);
+  Recorder recorder;
+  auto listener =
+      NotificationListener::Start(*listener_transport, {NotifyTarget{"", "events", "info"}},
+                                  [&recorder](const Request& r) { recorder.Add(r.payload); });
+  ASSERT_TRUE(listener.ok()) << listener.status();
+  // A listener of the same (default) pool on the dead node.
+  RegisterGhost("events.info", kDeadHost, 9501, directory::v1::KIND_NOTIFY_LISTENER);
+  constexpr int kNotifications = 20;
+  for (int i = 0; i < kNotifications; ++i) {
+    ASSERT_TRUE(client->Notify({"", "events", "info"}, absl::StrCat("n-", i)).ok());
+  }
+  EXPECT_TRUE(Eventually([&] { return recorder.total() >= kNotifications; }, 10000))
+      << recorder.total() << " of " << kNotifications << " handled";
+  // One more after the node is known down: it must not wait for the dead one either.
+  ASSERT_TRUE(client->Notify({"", "events", "info"}, "last").ok());
+  EXPECT_TRUE(Eventually([&] { return recorder.total() >= kNotifications + 1; }, 900));
+  std::map<std::string, int> counts = recorder.counts();
+  for (int i = 0; i < kNotifications; ++i) EXPECT_EQ(counts[absl::StrCat("n-", i)], 1) << i;
+  EXPECT_EQ(counts["last"], 1);
 }
 
 TEST(PeerConnectTimeoutOptionTest, OutOfRangeIsInvalidArgument) {
