@@ -1,5 +1,6 @@
 #include "dataplane/client/engine.h"
 
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -156,7 +157,10 @@ absl::Status Engine::Open() {
   for (int i = 0; i < kPatterns; ++i) {
     if (absl::Status st = make(kDataSocketNames[i], &data_[i]); !st.ok()) return st;
   }
-  io_thread_ = std::thread([this] { Loop(); });
+  io_thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "zmesh-io");
+    Loop();
+  });
   return absl::OkStatus();
 }
 

@@ -343,7 +343,7 @@ class Engine {
   Stats stats_;
 
   // Runs the callbacks of the async forms (one thread, in order); lives until destruction.
-  WorkerPool callbacks_{1};
+  WorkerPool callbacks_{1, "zmesh-cb"};
 
   // Targets a one-way message can be queued for without waiting (see TryQueueOneWay):
   // (exchange, topic, server) of every RPC server, (exchange, topic, "") when the group has a

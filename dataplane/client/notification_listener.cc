@@ -33,7 +33,7 @@ class NotificationListener::Impl final : public internal::Sink {
       : engine_(engine),
         registrations_(std::move(registrations)),
         handler_(std::move(handler)),
-        pool_(threads) {}
+        pool_(threads, "zmesh-lsn") {}
   ~Impl() override { Stop(); }
 
   absl::Status Announce() {

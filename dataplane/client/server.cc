@@ -106,7 +106,7 @@ class Server::Impl final : public internal::Sink {
         target_(std::move(target)),
         handler_(std::move(handler)),
         dedup_(options.dedup_window),
-        pool_(options.threads) {
+        pool_(options.threads, "zmesh-srv") {
     registration_.set_exchange(target_.exchange);
     registration_.set_topic(target_.topic);
     registration_.set_server(target_.server);

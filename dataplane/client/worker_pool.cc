@@ -1,13 +1,22 @@
 #include "dataplane/client/worker_pool.h"
 
+#include <pthread.h>
+
 #include <utility>
+
+#include "absl/strings/str_cat.h"
 
 namespace zmesh::internal {
 
-WorkerPool::WorkerPool(int threads) {
+WorkerPool::WorkerPool(int threads, const char* name) {
   if (threads < 1) threads = 1;
   threads_.reserve(threads);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  for (int i = 0; i < threads; ++i) {
+    threads_.emplace_back([this, thread_name = absl::StrCat(name, "-", i).substr(0, 15)] {
+      pthread_setname_np(pthread_self(), thread_name.c_str());
+      Run();
+    });
+  }
 }
 
 WorkerPool::~WorkerPool() { Stop(); }

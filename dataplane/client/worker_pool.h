@@ -18,7 +18,9 @@ class WorkerPool {
  public:
   using Task = absl::AnyInvocable<void() &&>;
 
-  explicit WorkerPool(int threads);
+  // `name` (at most 15 bytes, as the kernel keeps it) names the threads for top -H, perf and
+  // /proc: "<name>-<i>".
+  WorkerPool(int threads, const char* name);
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
   ~WorkerPool();  // Stop()

@@ -98,7 +98,10 @@ class BlockingPool {
     if (idle_ < static_cast<int>(tasks_.size()) && threads_ < kMaxThreads) {
       // Every thread is busy (a Stop may wait for handlers for long): one more.
       ++threads_;
-      std::thread([this] { Loop(); }).detach();
+      std::thread([this] {
+        pthread_setname_np(pthread_self(), "zmesh-py-pool");
+        Loop();
+      }).detach();
     }
   }
 
