@@ -171,12 +171,13 @@ py::object Result(const Pending& pending) {
 }
 
 Pending CreateTransport(std::string ipc_dir, std::string description, int64_t connect_timeout_ms,
-                        int64_t max_payload_bytes) {
+                        int64_t max_payload_bytes, int64_t peer_connect_timeout_ms) {
   TransportOptions options;
   options.ipc_dir = std::move(ipc_dir);
   options.description = std::move(description);
   options.connect_timeout_ms = connect_timeout_ms;
   if (max_payload_bytes != 0) options.max_payload_bytes = max_payload_bytes;
+  if (peer_connect_timeout_ms != 0) options.peer_connect_timeout_ms = peer_connect_timeout_ms;
   std::shared_ptr<Completion> completion = Completion::Create();
   RunBlocking([completion, options = std::move(options)]() mutable {
     absl::StatusOr<std::shared_ptr<TransportCore>> core = TransportCore::Create(std::move(options));
@@ -369,8 +370,9 @@ PYBIND11_MODULE(_zmesh, m) {
       m, "Transport", "A connection to the node's zmesh-proxy (libzmesh Transport).")
       .def_static("create_async", &NoGil<&CreateTransport>::Call, py::arg("ipc_dir"),
                   py::arg("description") = "", py::arg("connect_timeout_ms") = 5000,
-                  py::arg("max_payload_bytes") = 0,
-                  "Pending -> Transport. UNAVAILABLE when no proxy answers in time.")
+                  py::arg("max_payload_bytes") = 0, py::arg("peer_connect_timeout_ms") = 0,
+                  "Pending -> Transport. UNAVAILABLE when no proxy answers in time. 0 for "
+                  "max_payload_bytes / peer_connect_timeout_ms: libzmesh's default.")
       .def(
           "call_async",
           [](const std::shared_ptr<TransportCore>& core, std::string exchange, std::string topic,

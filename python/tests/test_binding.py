@@ -273,6 +273,16 @@ class ErrorTest(BindingTestBase):
             client.call(zmesh.Target(topic=unique("still")), b"x", timeout_s=5,
                         at_least_once=True)
 
+    def test_bad_peer_connect_timeout_is_refused(self):
+        with self.assertRaises(zmesh.InvalidArgument) as raised:
+            zmesh.Transport(self.cluster.ipc_dirs[0], peer_connect_timeout_s=-1)
+        self.assertIn("peer_connect_timeout_ms", raised.exception.message)
+        # A valid one is taken (and calls work through it).
+        t = zmesh.Transport(self.cluster.ipc_dirs[0], peer_connect_timeout_s=3)
+        self.transports.append(t)
+        with self.assertRaises(zmesh.NotFound):
+            t.call(zmesh.Target(topic=unique("pct")), b"x", timeout_s=5, at_least_once=True)
+
     def test_no_proxy_is_unavailable(self):
         empty = os.path.join(self.cluster.work_dir, unique("no-proxy"))
         os.makedirs(empty)
@@ -493,6 +503,22 @@ for _ in range(4):
     threading.Thread(target=spin, daemon=True).start()
 print("exiting")
 """
+
+
+class ThreadNameTest(BindingTestBase):
+    def test_native_threads_are_named_for_operators(self):
+        # top -H, perf and /proc tell libzmesh's threads apart from Python's by these names.
+        client = self.transport(0)
+        self.serve(client, zmesh.Target(topic=unique("names"), server="s"), threads=2)
+        names = set()
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open("/proc/self/task/%s/comm" % tid) as f:
+                    names.add(f.read().strip())
+            except OSError:
+                pass  # the thread ended meanwhile
+        for expected in ("zmesh-io", "zmesh-cb-0", "zmesh-srv-0", "zmesh-srv-1", "zmesh-py-pool"):
+            self.assertIn(expected, names)
 
 
 class ExitTest(BindingTestBase):

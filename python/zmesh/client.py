@@ -228,12 +228,16 @@ class Transport(object):
     when no proxy answers within ``connect_timeout_s``. Thread- and greenthread-safe.
     """
 
-    def __init__(self, ipc_dir=None, description="", connect_timeout_s=5, max_payload_bytes=0):
+    def __init__(self, ipc_dir=None, description="", connect_timeout_s=5, max_payload_bytes=0,
+                 peer_connect_timeout_s=None):
         if ipc_dir is None:
             ipc_dir = os.environ.get("ZMESH_IPC_DIR") or DEFAULT_IPC_DIR
+        peer_connect_timeout_ms = 0  # libzmesh's default (1 s)
+        if peer_connect_timeout_s is not None:
+            peer_connect_timeout_ms = _ms(peer_connect_timeout_s, "peer_connect_timeout_s")
         self._raw = wait(_zmesh.Transport.create_async(
             ipc_dir, description, _ms(connect_timeout_s, "connect_timeout_s"),
-            max_payload_bytes))
+            max_payload_bytes, peer_connect_timeout_ms))
         self._closed = False
 
     @property

@@ -86,6 +86,11 @@ zmesh_opts = [
     cfg.FloatOpt('connect_timeout', default=5.0, min=0.001,
                  help='Seconds to wait for the local zmesh-proxy when the driver connects (on '
                       'first use, and again in a forked child).'),
+    cfg.FloatOpt('peer_connect_timeout', default=1.0, min=0.001,
+                 help='Seconds a connection to another node\'s proxy may take to complete its '
+                      'handshake; after that the node is treated as down: group calls, casts '
+                      'and notifications go to other members, and what was queued for it is '
+                      'resent to them. Raise it for links whose TCP connect is slower.'),
 ]
 
 zmesh_opt_group = cfg.OptGroup(name='oslo_messaging_zmesh',
@@ -369,6 +374,7 @@ class ZmeshDriver(base.BaseDriver):
         self.cast_timeout = opts.cast_timeout
         self.cast_acknowledged = opts.cast_acknowledged
         self.connect_timeout = opts.connect_timeout
+        self.peer_connect_timeout = opts.peer_connect_timeout
         self._exchange = default_exchange or 'openstack'
         self._lock = threading.Lock()
         self._lock_pid = os.getpid()
@@ -409,7 +415,9 @@ class ZmeshDriver(base.BaseDriver):
                 try:
                     self._native = client.Transport(ipc_dir=self.ipc_dir,
                                                     description=description,
-                                                    connect_timeout_s=self.connect_timeout)
+                                                    connect_timeout_s=self.connect_timeout,
+                                                    peer_connect_timeout_s=(
+                                                        self.peer_connect_timeout))
                 except zmesh.Error as e:
                     raise oslo_messaging.MessageDeliveryFailure(
                         'zmesh: cannot connect to the zmesh-proxy at %s ([oslo_messaging_zmesh] '
