@@ -467,6 +467,7 @@ void Engine::OnControl(zmq::message_t& frame) {
       {
         absl::MutexLock lock(&mu_);
         node_name_ = w.node_name();
+        proxy_directory_.assign(w.directory().begin(), w.directory().end());
       }
       SendAttach();
       if (!attach_timer_armed_) {
@@ -1702,6 +1703,11 @@ void Engine::OnPeerUnreachable(Peer& peer, int index) {
 std::string Engine::node_name() const {
   absl::MutexLock lock(&mu_);
   return node_name_;
+}
+
+std::vector<std::string> Engine::proxy_directory() const {
+  absl::MutexLock lock(&mu_);
+  return proxy_directory_;
 }
 
 TransportStats Engine::stats() const {

@@ -158,6 +158,7 @@ class Engine {
 
   const std::string& instance_id() const { return instance_id_; }
   std::string node_name() const;
+  std::vector<std::string> proxy_directory() const;
   int64_t max_payload_bytes() const { return max_payload_bytes_.load(); }
   bool closed() const { return closed_.load(); }
   TransportStats stats() const;
@@ -362,6 +363,7 @@ class Engine {
   bool accepting_ ABSL_GUARDED_BY(mu_) = true;
   bool started_ ABSL_GUARDED_BY(mu_) = false;  // welcomed and attached once
   std::string node_name_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> proxy_directory_ ABSL_GUARDED_BY(mu_);  // from the latest Welcome
 
   absl::Mutex close_mu_;  // serializes Close()
 

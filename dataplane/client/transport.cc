@@ -69,6 +69,7 @@ void Transport::Close() { engine_->Close(); }
 
 const std::string& Transport::instance_id() const { return engine_->instance_id(); }
 std::string Transport::node_name() const { return engine_->node_name(); }
+std::vector<std::string> Transport::proxy_directory() const { return engine_->proxy_directory(); }
 TransportStats Transport::stats() const { return engine_->stats(); }
 
 std::future<absl::StatusOr<CallResult>> Transport::CallAsync(const Target& target,

@@ -218,6 +218,7 @@ void ControlServer::HandleRequest(const std::string& from, const v1::LocalReques
       welcome->set_max_payload_bytes(options_.max_payload_bytes);
       welcome->set_ping_interval_ms(options_.ping_interval_ms);
       welcome->set_instance_timeout_ms(options_.instance_timeout_ms);
+      for (const std::string& address : options_.directory) welcome->add_directory(address);
       Send(from, response);
       return;
     }

@@ -33,6 +33,7 @@ struct ControlOptions {
   std::string ipc_endpoint;  // "ipc://DIR/control.sock"
   std::string node_name;
   std::string incarnation;
+  std::vector<std::string> directory;  // the proxy's --directory replicas, told in the Welcome
   int64_t max_payload_bytes = 16 * 1024 * 1024;
   int64_t ping_interval_ms = 300;
   int64_t instance_timeout_ms = 1500;

@@ -78,6 +78,7 @@ absl::StatusOr<std::unique_ptr<Proxy>> Proxy::Start(ProxyOptions options) {
   control.ipc_endpoint = *control_endpoint;
   proxy->ipc_paths_.push_back(control_endpoint->substr(6));
   control.node_name = o.node_name;
+  control.directory = o.directory;
   control.incarnation = proxy->incarnation_;
   control.max_payload_bytes = o.max_payload_bytes;
   control.ping_interval_ms = o.ping_interval_ms;

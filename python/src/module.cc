@@ -440,6 +440,12 @@ PYBIND11_MODULE(_zmesh, m) {
                              [](const std::shared_ptr<TransportCore>& core) {
                                return WithoutGil([&] { return core->transport().node_name(); });
                              })
+      .def_property_readonly(
+          "proxy_directory",
+          [](const std::shared_ptr<TransportCore>& core) {
+            return WithoutGil([&] { return core->transport().proxy_directory(); });
+          },
+          "The directory replicas (HOST:PORT) the local proxy uses, from its welcome.")
       .def("stats", &Stats, "TransportStats as a dict (monotonic counters).");
 
   py::class_<Inbox, std::shared_ptr<Inbox>>(

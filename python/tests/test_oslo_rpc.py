@@ -284,6 +284,26 @@ class ConfigTest(OsloTestCase):
         transport = self.transport(url=CLUSTER.url)
         self.assertEqual(transport._driver.directory_addresses, CLUSTER.directory_addresses)
 
+    def test_url_hosts_are_checked_against_the_proxys_directory(self):
+        target = oslo_messaging.Target(topic=unique('dircheck'), server='s')
+        with self.assertLogs('zmesh.oslo_driver', level='DEBUG') as logs:
+            transport = self.transport(url=CLUSTER.url)
+            client = oslo_messaging.get_rpc_client(transport, target, timeout=1)
+            with self.assertRaises(oslo_messaging.MessagingTimeout):
+                client.call({}, 'ping')
+        self.assertEqual(sorted(transport._driver.proxy_directory),
+                         sorted(CLUSTER.directory_addresses))
+        self.assertFalse([r for r in logs.records if r.levelname == 'WARNING'], logs.output)
+
+        other = 'zmesh://192.0.2.1:9500,192.0.2.2:9500/'  # TEST-NET: another deployment
+        with self.assertLogs('zmesh.oslo_driver', level='WARNING') as logs:
+            transport = self.transport(url=other)
+            client = oslo_messaging.get_rpc_client(transport, target, timeout=1)
+            with self.assertRaises(oslo_messaging.MessagingTimeout):
+                client.call({}, 'ping')
+        self.assertIn('192.0.2.1:9500', logs.output[0])
+        self.assertIn(CLUSTER.directory_addresses[0], logs.output[0])
+
     def test_bad_urls_are_refused_with_a_clear_error(self):
         bad = {
             'zmesh://user:secret@dir1:9500/': 'user name or password',

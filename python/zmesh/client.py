@@ -253,6 +253,11 @@ class Transport(object):
     def node_name(self):
         return self._raw.node_name
 
+    @property
+    def proxy_directory(self):
+        """The directory replicas ("HOST:PORT") the local proxy uses (its --directory)."""
+        return list(self._raw.proxy_directory)
+
     def stats(self):
         return self._raw.stats()
 

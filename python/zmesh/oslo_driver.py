@@ -383,6 +383,7 @@ class ZmeshDriver(base.BaseDriver):
         self._listeners = set()
         self._leaked = []  # native objects of a parent process, kept out of the GC in a child
         self._checked_directory = False
+        self.proxy_directory = []  # the proxy's --directory, known once connected
 
     # --- native transport, per process ---
 
@@ -430,12 +431,22 @@ class ZmeshDriver(base.BaseDriver):
         if self._checked_directory:
             return
         self._checked_directory = True
-        # The binding does not tell which directory the proxy uses; the proxy is configured
-        # with it (--directory), so the URL's hosts are informational here.
-        LOG.debug('zmesh: connected to proxy %s at %s; transport URL names directory %s '
-                  '(the proxy\'s own --directory is what is used)',
-                  self._native.node_name, self.ipc_dir,
-                  ','.join(self.directory_addresses) or '(none)')
+        # The proxy talks to the directory (its --directory); the URL's hosts name the one the
+        # service means. Disjoint lists are most likely a service pointed at another cloud's
+        # directory, or a proxy of another deployment: say so loudly. Names and addresses of
+        # the same replica differ textually, so this warns rather than refuses.
+        self.proxy_directory = self._native.proxy_directory
+        if (self.directory_addresses and self.proxy_directory and
+                not set(self.directory_addresses) & set(self.proxy_directory)):
+            LOG.warning('zmesh: the transport URL names directory %s, but the zmesh-proxy at %s '
+                        '(node %s) uses %s; messages follow the proxy\'s directory',
+                        ','.join(self.directory_addresses), self.ipc_dir,
+                        self._native.node_name, ','.join(self.proxy_directory))
+        else:
+            LOG.debug('zmesh: connected to proxy %s at %s; directory %s (transport URL: %s)',
+                      self._native.node_name, self.ipc_dir,
+                      ','.join(self.proxy_directory) or '(not told)',
+                      ','.join(self.directory_addresses) or '(none)')
 
     def _forget_listener(self, listener):
         with self._process_lock():

@@ -127,6 +127,13 @@ class TransportIntegrationTest : public ::testing::Test {
   std::unique_ptr<ProxyProcess> node_b_;
 };
 
+TEST_F(TransportIntegrationTest, WelcomeTellsTheNodeAndTheDirectoryOfTheProxy) {
+  std::unique_ptr<Transport> client = Connect(*node_a_);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(client->node_name(), "node-a");
+  EXPECT_EQ(client->proxy_directory(), std::vector<std::string>{directory_->address()});
+}
+
 TEST_F(TransportIntegrationTest, GroupCallsAlternateStrictlyAcrossNodes) {
   auto server_a = Connect(*node_a_);
   auto server_b = Connect(*node_b_);

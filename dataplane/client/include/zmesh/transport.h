@@ -12,6 +12,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -117,6 +118,9 @@ class Transport {
   const std::string& instance_id() const;
   // Node name of the local proxy, from its welcome.
   std::string node_name() const;
+  // The directory replicas (HOST:PORT) the local proxy uses, from its welcome: empty with a
+  // proxy too old to say.
+  std::vector<std::string> proxy_directory() const;
   TransportStats stats() const;
 
   // Internal: used by Server and NotificationListener.
