@@ -20,6 +20,7 @@
 #include "tests/support/cluster_test.h"
 #include "tests/support/directory_process.h"
 #include "tests/support/proxy_process.h"
+#include "tests/support/restored_replicas_test.h"
 #include "tests/support/subprocess.h"
 
 namespace zmesh::testing {
@@ -282,95 +283,13 @@ TEST_F(StatusTest, BadThresholdsAreUsageErrors) {
 // A cluster restored from a backup as docs/operations.md says: a replica added with an empty
 // data dir gets the backup's content (the restored replicas snapshot it before anyone joins), so
 // status finds the cluster healthy; one restored from the same backup first is healthy too.
-class RestoredClusterTest : public ::testing::Test {
- protected:
-  struct Replica {
-    uint64_t id = 0;
-    std::string grpc;
-    std::string raft;
-    std::string data_dir;
-    std::unique_ptr<Subprocess> process;
-  };
-
-  // Picks the replica's ports; restores `backup` into its data dir unless empty.
-  Replica& Add(uint64_t id, const std::string& backup) {
-    Replica replica;
-    replica.id = id;
-    absl::StatusOr<int> grpc_port = PickFreePort();
-    absl::StatusOr<int> raft_port = PickFreePort();
-    EXPECT_TRUE(grpc_port.ok() && raft_port.ok());
-    replica.grpc = absl::StrCat("127.0.0.1:", grpc_port.value_or(0));
-    replica.raft = absl::StrCat("127.0.0.1:", raft_port.value_or(0));
-    replica.data_dir = absl::StrCat(dir_.path(), "/replica-", id);
-    if (!backup.empty()) {
-      CommandResult restored = Run(
-          {BinPath("zmesh-directory"), "--data-dir", replica.data_dir, "--restore-backup", backup});
-      EXPECT_EQ(restored.exit_code, 0) << restored.err;
-      EXPECT_THAT(restored.out, HasSubstr("start the replica now"));
-    }
-    replicas_.push_back(std::move(replica));
-    return replicas_.back();
-  }
-
-  void Launch(Replica& replica, std::vector<std::string> membership) {
-    std::vector<std::string> argv = {BinPath("zmesh-directory"),
-                                     "--id",
-                                     absl::StrCat(replica.id),
-                                     "--data-dir",
-                                     replica.data_dir,
-                                     "--listen",
-                                     replica.grpc,
-                                     "--raft-listen",
-                                     replica.raft};
-    argv.insert(argv.end(), membership.begin(), membership.end());
-    const std::string log = absl::StrCat(dir_.path(), "/replica-", replica.id, ".log");
-    absl::StatusOr<std::unique_ptr<Subprocess>> process = Subprocess::Start(argv, log, log);
-    ASSERT_TRUE(process.ok()) << process.status();
-    replica.process = *std::move(process);
-  }
-
-  CommandResult Run(const std::vector<std::string>& argv) {
-    absl::StatusOr<CommandResult> result = RunCommand(argv, 30000);
-    EXPECT_TRUE(result.ok()) << result.status();
-    return result.ok() ? *result : CommandResult{};
-  }
-
-  CommandResult Ctl(const std::string& directory, std::vector<std::string> args) {
-    std::vector<std::string> argv = {BinPath("zmeshctl"), "--directory", directory};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return Run(argv);
-  }
-
-  std::string Addresses(const std::vector<const Replica*>& replicas) {
-    return absl::StrJoin(replicas, ",", [](std::string* out, const Replica* replica) {
-      out->append(replica->grpc);
-    });
-  }
-
-  TempDir dir_;
-  std::deque<Replica> replicas_;  // stable addresses
-};
+class RestoredClusterTest : public RestoredReplicasTest {};
 
 TEST_F(RestoredClusterTest, AJoinerHoldsTheBackupWithOrWithoutRestoringItFirst) {
-  // The backup: a directory with a node, copied online with sqlite3 as operations.md says.
-  absl::StatusOr<std::unique_ptr<DirectoryProcess>> source =
-      DirectoryProcess::Start(dir_.path() + "/source");
-  ASSERT_TRUE(source.ok()) << source.status();
-  ASSERT_EQ(Ctl((*source)->address(), {"nodes", "register", "before", "--host", "h"}).exit_code, 0);
-  const std::string backup = dir_.path() + "/backup.db";
-  CommandResult copied =
-      Run({"/usr/bin/sqlite3", (*source)->data_dir() + "/directory.db", ".backup " + backup});
-  ASSERT_EQ(copied.exit_code, 0) << copied.err;
-
-  std::vector<const Replica*> restored;
-  for (uint64_t id : {1, 2, 3}) restored.push_back(&Add(id, backup));
-  const std::string voters =
-      absl::StrJoin(restored, ",", [](std::string* out, const Replica* replica) {
-        absl::StrAppend(out, replica->id, "=", replica->raft);
-      });
-  for (uint64_t i = 0; i < 3; ++i) {
-    Launch(replicas_[i], {"--initial-cluster", voters});
-  }
+  // The backup: a directory with the node "before", copied online as operations.md says.
+  const std::string backup = MakeBackup();
+  ASSERT_FALSE(backup.empty());
+  std::vector<const Replica*> restored = StartRestoredCluster(backup, 3);
   const std::string cluster = Addresses(restored);
   ASSERT_TRUE(Eventually([&] { return Ctl(cluster, {"status"}).exit_code == 0; }, 20000))
       << Ctl(cluster, {"status"}).out;
@@ -391,8 +310,7 @@ TEST_F(RestoredClusterTest, AJoinerHoldsTheBackupWithOrWithoutRestoringItFirst) 
       20000))
       << status.out;
   EXPECT_THAT(status.out, Not(HasSubstr("its state differs from the leader's")));
-  EXPECT_THAT(Ctl(empty.grpc, {"--consistency", "stale", "nodes", "list"}).out,
-              HasSubstr("before"));
+  EXPECT_THAT(LocalNodes(empty), HasSubstr("before"));
 
   // Replaced by one restored from the same backup first: the same state, healthy.
   ASSERT_EQ(Ctl(cluster, {"members", "remove", "4"}).exit_code, 0);
@@ -409,8 +327,7 @@ TEST_F(RestoredClusterTest, AJoinerHoldsTheBackupWithOrWithoutRestoringItFirst) 
       },
       20000))
       << status.out;
-  EXPECT_THAT(Ctl(joiner.grpc, {"--consistency", "stale", "nodes", "list"}).out,
-              HasSubstr("before"));
+  EXPECT_THAT(LocalNodes(joiner), HasSubstr("before"));
 }
 
 }  // namespace
