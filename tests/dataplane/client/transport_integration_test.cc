@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "controlplane/client/directory_client.h"
+#include "tests/dataplane/client/recorder.h"
 #include "tests/support/directory_process.h"
 #include "tests/support/proxy_process.h"
 #include "tests/support/subprocess.h"
@@ -29,6 +30,7 @@ using ::zmesh::testing::DirectoryProcess;
 using ::zmesh::testing::Eventually;
 using ::zmesh::testing::ProxyProcess;
 using ::zmesh::testing::ProxyProcessOptions;
+using ::zmesh::testing::Recorder;
 using ::zmesh::testing::TempDir;
 
 int64_t NowMs() {
@@ -36,34 +38,6 @@ int64_t NowMs() {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-
-// Thread-safe record of what handlers saw.
-class Recorder {
- public:
-  void Add(const std::string& key) {
-    absl::MutexLock lock(&mu_);
-    ++counts_[key];
-    ++total_;
-  }
-  int Count(const std::string& key) {
-    absl::MutexLock lock(&mu_);
-    auto it = counts_.find(key);
-    return it == counts_.end() ? 0 : it->second;
-  }
-  int total() {
-    absl::MutexLock lock(&mu_);
-    return total_;
-  }
-  std::map<std::string, int> counts() {
-    absl::MutexLock lock(&mu_);
-    return counts_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::map<std::string, int> counts_ ABSL_GUARDED_BY(mu_);
-  int total_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 class TransportIntegrationTest : public ::testing::Test {
  protected:

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "controlplane/client/directory_client.h"
+#include "tests/dataplane/client/recorder.h"
 #include "tests/support/directory_process.h"
 #include "tests/support/netns.h"
 #include "tests/support/proxy_process.h"
@@ -42,6 +43,7 @@ using ::zmesh::testing::Eventually;
 using ::zmesh::testing::Ip;
 using ::zmesh::testing::ProxyProcess;
 using ::zmesh::testing::ProxyProcessOptions;
+using ::zmesh::testing::Recorder;
 using ::zmesh::testing::TempDir;
 
 constexpr char kDeadHost[] = "10.254.0.2";
@@ -53,28 +55,6 @@ int64_t NowMs() {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
-
-class Recorder {
- public:
-  void Add(const std::string& key) {
-    absl::MutexLock lock(&mu_);
-    ++counts_[key];
-    ++total_;
-  }
-  int total() {
-    absl::MutexLock lock(&mu_);
-    return total_;
-  }
-  std::map<std::string, int> counts() {
-    absl::MutexLock lock(&mu_);
-    return counts_;
-  }
-
- private:
-  absl::Mutex mu_;
-  std::map<std::string, int> counts_ ABSL_GUARDED_BY(mu_);
-  int total_ ABSL_GUARDED_BY(mu_) = 0;
-};
 
 // Moves the process (its only thread, before any library starts threads) into a new network
 // namespace with loopback up and kDeadHost silently dropping everything sent to it.
