@@ -6,32 +6,7 @@
 library libzmesh underneath (see docs/python.md).
 """
 
-from zmesh.client import (  # noqa: F401 (re-exports)
-    DEFAULT_EXCHANGE,
-    DEFAULT_IPC_DIR,
-    Error,
-    Inbox,
-    InvalidArgument,
-    NotFound,
-    Target,
-    Timeout,
-    Transport,
-    Unavailable,
-    wait,
-)
+from zmesh.client import *  # noqa: F401,F403 (re-exports: the names in client.__all__)
+from zmesh.client import __all__  # noqa: F401
 
 __version__ = "0.1.0"
-
-__all__ = [
-    "DEFAULT_EXCHANGE",
-    "DEFAULT_IPC_DIR",
-    "Error",
-    "Inbox",
-    "InvalidArgument",
-    "NotFound",
-    "Target",
-    "Timeout",
-    "Transport",
-    "Unavailable",
-    "wait",
-]
