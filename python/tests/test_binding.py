@@ -15,7 +15,7 @@ import uuid
 
 import zmesh
 from zmesh import _zmesh
-from zmesh_cluster import LocalCluster
+from zmesh_cluster import LocalCluster, wait_child
 
 
 def unique(prefix):
@@ -561,16 +561,9 @@ class ForkTest(BindingTestBase):
                         status = 0
             finally:
                 os._exit(status)
-        deadline = time.monotonic() + 60
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                self.fail("the forked child did not finish in 60 s")
-            time.sleep(0.05)
+        status = wait_child(pid, 60)
+        if status is None:
+            self.fail("the forked child did not finish in 60 s")
         self.assertTrue(os.WIFEXITED(status))
         self.assertEqual(os.WEXITSTATUS(status), 0)
         self.assertEqual(server_side.call(target, b"after", timeout_s=10), (b"re:after", False))

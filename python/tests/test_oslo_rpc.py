@@ -19,7 +19,7 @@ from oslo_messaging import transport as msg_transport
 from oslo_messaging._metrics import client as metrics_client
 
 from zmesh import oslo_driver
-from zmesh_cluster import LocalCluster
+from zmesh_cluster import LocalCluster, wait_child
 
 CLUSTER = None
 
@@ -460,16 +460,9 @@ class LifecycleTest(OsloTestCase):
                 traceback.print_exc()
             finally:
                 os._exit(code)
-        deadline = time.monotonic() + 30
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                self.fail('the forked child hung')
-            time.sleep(0.02)
+        status = wait_child(pid, 30)
+        if status is None:
+            self.fail('the forked child hung')
         self.assertTrue(os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0,
                         'child status %d' % status)
         # The parent goes on with its own native transport.

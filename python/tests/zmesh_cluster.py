@@ -49,6 +49,22 @@ class ClusterError(RuntimeError):
     """A daemon failed to start, to get ready or to stop cleanly (message has its log tail)."""
 
 
+def wait_child(pid, timeout_s, sleep=time.sleep):
+    """Reaps the forked child `pid` (polling, `sleep` between polls: eventlet.sleep in a green
+    program). Its wait status, or None when it had not exited after timeout_s: it is SIGKILLed
+    and reaped then, so a hung child never outlives the test."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        sleep(0.02)
+
+
 def _free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
